@@ -1,0 +1,161 @@
+// Package selfservice drives Kratos's API (native) self-service flows the way
+// a non-browser client does: register with a password, enrol TOTP, and sign
+// in with a password and then a TOTP code. The demo command and the
+// end-to-end tests use it; the server does not.
+package selfservice
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	kratos "github.com/ory/kratos-client-go"
+	"github.com/pquerna/otp/totp"
+)
+
+// Client talks to Kratos's public API, usually through the VetVault
+// server's /.ory proxy.
+type Client struct {
+	kratos *kratos.APIClient
+}
+
+// New returns a client for the Kratos public API at publicURL, for example
+// http://127.0.0.1:8080/.ory.
+func New(publicURL string, httpClient *http.Client) *Client {
+	cfg := kratos.NewConfiguration()
+	cfg.Servers = kratos.ServerConfigurations{{URL: strings.TrimSuffix(publicURL, "/")}}
+	cfg.HTTPClient = httpClient
+	return &Client{kratos: kratos.NewAPIClient(cfg)}
+}
+
+// Register creates an identity with a password and returns the session
+// token Kratos issues for it (Kratos must run the session hook after
+// password registration).
+func (c *Client) Register(ctx context.Context, email, password string) (string, error) {
+	flow, _, err := c.kratos.FrontendAPI.CreateNativeRegistrationFlow(ctx).Execute()
+	if err != nil {
+		return "", fmt.Errorf("create registration flow: %w", describe(err))
+	}
+	method := kratos.NewUpdateRegistrationFlowWithPasswordMethod("password", password, map[string]any{"email": email})
+	result, _, err := c.kratos.FrontendAPI.UpdateRegistrationFlow(ctx).
+		Flow(flow.Id).
+		UpdateRegistrationFlowBody(kratos.UpdateRegistrationFlowWithPasswordMethodAsUpdateRegistrationFlowBody(method)).
+		Execute()
+	if err != nil {
+		return "", fmt.Errorf("register: %w", describe(err))
+	}
+	if result.SessionToken == nil {
+		return "", errors.New("register: Kratos returned no session token; enable the session hook after password registration")
+	}
+	return *result.SessionToken, nil
+}
+
+// EnrolTOTP adds a TOTP authenticator to the identity of sessionToken and
+// returns its shared secret. Kratos raises that session to AAL2.
+func (c *Client) EnrolTOTP(ctx context.Context, sessionToken string) (string, error) {
+	flow, _, err := c.kratos.FrontendAPI.CreateNativeSettingsFlow(ctx).XSessionToken(sessionToken).Execute()
+	if err != nil {
+		return "", fmt.Errorf("create settings flow: %w", describe(err))
+	}
+	secret := totpSecret(flow.Ui.Nodes)
+	if secret == "" {
+		return "", errors.New("settings flow has no TOTP secret: is the totp method enabled and not yet enrolled?")
+	}
+	code, err := totp.GenerateCode(secret, time.Now())
+	if err != nil {
+		return "", fmt.Errorf("compute TOTP code: %w", err)
+	}
+	method := kratos.NewUpdateSettingsFlowWithTotpMethod("totp")
+	method.SetTotpCode(code)
+	_, _, err = c.kratos.FrontendAPI.UpdateSettingsFlow(ctx).
+		Flow(flow.Id).
+		XSessionToken(sessionToken).
+		UpdateSettingsFlowBody(kratos.UpdateSettingsFlowWithTotpMethodAsUpdateSettingsFlowBody(method)).
+		Execute()
+	if err != nil {
+		return "", fmt.Errorf("enrol TOTP: %w", describe(err))
+	}
+	return secret, nil
+}
+
+// totpSecret finds the enrolment secret in a settings flow: the text node
+// totp_secret_key carries it in its context.
+func totpSecret(nodes []kratos.UiNode) string {
+	for _, node := range nodes {
+		text := node.Attributes.UiNodeTextAttributes
+		if text == nil || text.Id != "totp_secret_key" {
+			continue
+		}
+		if secret, ok := text.Text.Context["secret"].(string); ok {
+			return secret
+		}
+	}
+	return ""
+}
+
+// LogIn signs in with a password and returns the session token. For an
+// identity with a second factor the session is only AAL1 until
+// CompleteSecondFactor.
+func (c *Client) LogIn(ctx context.Context, email, password string) (string, error) {
+	flow, _, err := c.kratos.FrontendAPI.CreateNativeLoginFlow(ctx).Execute()
+	if err != nil {
+		return "", fmt.Errorf("create login flow: %w", describe(err))
+	}
+	method := kratos.NewUpdateLoginFlowWithPasswordMethod(email, "password", password)
+	result, _, err := c.kratos.FrontendAPI.UpdateLoginFlow(ctx).
+		Flow(flow.Id).
+		UpdateLoginFlowBody(kratos.UpdateLoginFlowWithPasswordMethodAsUpdateLoginFlowBody(method)).
+		Execute()
+	if err != nil {
+		return "", fmt.Errorf("log in: %w", describe(err))
+	}
+	if result.SessionToken == nil {
+		return "", errors.New("log in: Kratos returned no session token")
+	}
+	return *result.SessionToken, nil
+}
+
+// CompleteSecondFactor raises the session of sessionToken to AAL2 with a
+// TOTP code computed from secret at time at, and returns the session token
+// to use from then on.
+func (c *Client) CompleteSecondFactor(ctx context.Context, sessionToken, secret string, at time.Time) (string, error) {
+	flow, _, err := c.kratos.FrontendAPI.CreateNativeLoginFlow(ctx).Aal("aal2").XSessionToken(sessionToken).Execute()
+	if err != nil {
+		return "", fmt.Errorf("create second-factor login flow: %w", describe(err))
+	}
+	code, err := totp.GenerateCode(secret, at)
+	if err != nil {
+		return "", fmt.Errorf("compute TOTP code: %w", err)
+	}
+	method := kratos.NewUpdateLoginFlowWithTotpMethod("totp", code)
+	result, _, err := c.kratos.FrontendAPI.UpdateLoginFlow(ctx).
+		Flow(flow.Id).
+		XSessionToken(sessionToken).
+		UpdateLoginFlowBody(kratos.UpdateLoginFlowWithTotpMethodAsUpdateLoginFlowBody(method)).
+		Execute()
+	if err != nil {
+		return "", fmt.Errorf("complete second factor: %w", describe(err))
+	}
+	if result.SessionToken != nil {
+		return *result.SessionToken, nil
+	}
+	return sessionToken, nil
+}
+
+// describe adds the body of a failed Kratos call, which holds the flow's
+// validation messages, to the error text. Kratos's messages name the
+// problem ("The provided credentials are invalid") and carry no secrets.
+func describe(err error) error {
+	var apiErr *kratos.GenericOpenAPIError
+	if errors.As(err, &apiErr) && len(apiErr.Body()) > 0 {
+		body := string(apiErr.Body())
+		if len(body) > 2000 {
+			body = body[:2000] + "…"
+		}
+		return fmt.Errorf("%w: %s", err, body)
+	}
+	return err
+}

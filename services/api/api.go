@@ -1,0 +1,112 @@
+// Package api is the HTTP edge of VetVault: it declares the Huma operations,
+// checks every request's session and permission, and maps domain results and
+// errors to responses. It holds no business rules and no SQL.
+package api
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"sync"
+
+	"github.com/danielgtaylor/huma/v2"
+	"github.com/danielgtaylor/huma/v2/adapters/humago"
+	"github.com/google/uuid"
+
+	"vetvault/identity"
+	"vetvault/services/appointment"
+	"vetvault/tenants"
+)
+
+// SessionVerifier verifies the session a request presents.
+type SessionVerifier interface {
+	Verify(ctx context.Context, creds identity.Credentials) (identity.Session, error)
+}
+
+// PermissionChecker answers permission questions from Keto.
+type PermissionChecker interface {
+	Check(ctx context.Context, namespace, object, permission string, subject uuid.UUID) (bool, error)
+	ClinicRoles(ctx context.Context, identityID uuid.UUID) ([]identity.ClinicRole, error)
+}
+
+// ClinicService creates and reads clinics.
+type ClinicService interface {
+	Create(ctx context.Context, owner uuid.UUID, input tenants.NewClinic) (tenants.Clinic, error)
+	Get(ctx context.Context, clinicID uuid.UUID) (tenants.Clinic, error)
+}
+
+// AppointmentStore books and reads appointments.
+type AppointmentStore interface {
+	Book(ctx context.Context, clinicID, createdBy uuid.UUID, booking appointment.Booking) (appointment.Appointment, error)
+	Get(ctx context.Context, clinicID, id uuid.UUID) (appointment.Appointment, error)
+	List(ctx context.Context, clinicID uuid.UUID, q appointment.Query) ([]appointment.Appointment, error)
+}
+
+// Deps are the services the operations call.
+type Deps struct {
+	Sessions     SessionVerifier
+	Permissions  PermissionChecker
+	Clinics      ClinicService
+	Appointments AppointmentStore
+	Log          *slog.Logger
+}
+
+// Version is the API version shown in the OpenAPI document.
+const Version = "0.1.0"
+
+// New registers the VetVault API on mux: the operations under /v1, the
+// OpenAPI document at /openapi.json and the reference docs at /docs.
+func New(mux *http.ServeMux, deps Deps) huma.API {
+	hideInternalErrors()
+
+	config := huma.DefaultConfig("VetVault API", Version)
+	config.Info.Description = "Practice management for veterinary clinics. Every /v1 operation needs a Kratos session " +
+		"(the ory_kratos_session cookie, or a session token as Authorization: Bearer or X-Session-Token); " +
+		"clinic data also needs a second factor (AAL2)."
+	config.Components.SecuritySchemes = map[string]*huma.SecurityScheme{
+		"sessionToken":  {Type: "http", Scheme: "bearer", Description: "Kratos session token"},
+		"sessionCookie": {Type: "apiKey", In: "cookie", Name: identity.SessionCookie, Description: "Kratos session cookie"},
+	}
+	config.Security = []map[string][]string{{"sessionToken": {}}, {"sessionCookie": {}}}
+
+	api := humago.New(mux, config)
+	h := &handlers{deps: deps, log: deps.Log}
+	api.UseMiddleware(h.authorize(api))
+
+	registerMe(api, h)
+	registerClinics(api, h)
+	registerAppointments(api, h)
+	return api
+}
+
+type handlers struct {
+	deps Deps
+	log  *slog.Logger
+}
+
+var hideOnce sync.Once
+
+// hideInternalErrors makes every 5xx problem that Huma builds itself (a
+// panic, a response that fails to marshal) carry only Huma's fixed message
+// and the request id, never the text of the underlying error. Huma offers
+// this hook only as a package variable, so it is set once per process.
+func hideInternalErrors() {
+	hideOnce.Do(func() {
+		build := huma.NewErrorWithContext
+		huma.NewErrorWithContext = func(ctx huma.Context, status int, msg string, errs ...error) huma.StatusError {
+			if status < http.StatusInternalServerError {
+				return build(ctx, status, msg, errs...)
+			}
+			requestID := ""
+			if ctx != nil {
+				requestID = RequestIDFrom(ctx.Context())
+			}
+			if len(errs) > 0 {
+				// No logger reaches this hook, so it uses the process default,
+				// which main sets to the server's logger.
+				slog.Default().Error("request failed inside huma", "status", status, "request_id", requestID, "err", errs[0])
+			}
+			return build(ctx, status, withRequestID(msg, requestID))
+		}
+	})
+}

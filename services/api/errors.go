@@ -1,0 +1,46 @@
+package api
+
+import (
+	"context"
+	"errors"
+
+	"github.com/danielgtaylor/huma/v2"
+
+	"vetvault/identity"
+	"vetvault/services/appointment"
+	"vetvault/tenants"
+)
+
+// problem maps an error from a service to the problem the client sees. Errors
+// it does not know are logged here, once, and become a 500 that quotes only
+// the request id.
+func (h *handlers) problem(ctx context.Context, operation string, err error) error {
+	var invalidBooking *appointment.InvalidBookingError
+	var invalidClinic *tenants.InvalidClinicError
+	switch {
+	case errors.As(err, &invalidBooking):
+		return fieldProblem(invalidBooking.Field, invalidBooking.Message)
+	case errors.As(err, &invalidClinic):
+		return fieldProblem(invalidClinic.Field, invalidClinic.Message)
+	case errors.Is(err, appointment.ErrBranchNotFound):
+		return fieldProblem("branch_id", msgBranchNotFound)
+	case errors.Is(err, appointment.ErrNotFound):
+		return huma.Error404NotFound(msgAppointmentNotFound)
+	case errors.Is(err, tenants.ErrClinicNotFound):
+		return huma.Error404NotFound(msgClinicNotFound)
+	case errors.Is(err, identity.ErrPermissionsUnavailable):
+		h.log.ErrorContext(ctx, "permission service failed", "operation", operation, "err", err, "request_id", RequestIDFrom(ctx))
+		return huma.Error503ServiceUnavailable(withRequestID(msgPermissionsUnavailable, RequestIDFrom(ctx)))
+	default:
+		h.log.ErrorContext(ctx, "operation failed", "operation", operation, "err", err, "request_id", RequestIDFrom(ctx))
+		return huma.Error500InternalServerError(withRequestID(msgInternal, RequestIDFrom(ctx)))
+	}
+}
+
+// fieldProblem is a 422 naming one field of the request body.
+func fieldProblem(field, message string) error {
+	return huma.Error422UnprocessableEntity(msgValidationFailed, &huma.ErrorDetail{
+		Location: "body." + field,
+		Message:  message,
+	})
+}

@@ -1,0 +1,78 @@
+package api
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/danielgtaylor/huma/v2"
+
+	"vetvault/identity"
+)
+
+type meOutput struct {
+	Body struct {
+		IdentityID           string             `json:"identity_id" format:"uuid"`
+		Email                string             `json:"email"`
+		AAL                  string             `json:"aal" doc:"Authenticator assurance level of this session: aal1 or aal2"`
+		SecondFactorRequired bool               `json:"second_factor_required" doc:"True until the session completes a second factor; clinic data needs one"`
+		EnrolURL             string             `json:"enrol_url,omitempty" doc:"Where to enrol a second factor, when one is required"`
+		Clinics              []clinicMembership `json:"clinics" doc:"Clinics and roles; empty until the session is AAL2"`
+	}
+}
+
+type clinicMembership struct {
+	ClinicID string   `json:"clinic_id" format:"uuid"`
+	Name     string   `json:"name"`
+	Roles    []string `json:"roles"`
+}
+
+func registerMe(api huma.API, h *handlers) {
+	huma.Register(api, declare(huma.Operation{
+		OperationID: "get-me",
+		Method:      http.MethodGet,
+		Path:        "/v1/me",
+		Summary:     "Show the signed-in staff member",
+		Tags:        []string{"Identity"},
+	}, Access{Level: LevelSession}), h.getMe)
+}
+
+func (h *handlers) getMe(ctx context.Context, _ *struct{}) (*meOutput, error) {
+	session := sessionFrom(ctx)
+	out := &meOutput{}
+	out.Body.IdentityID = session.IdentityID.String()
+	out.Body.Email = session.Email
+	out.Body.AAL = session.AAL
+	out.Body.Clinics = []clinicMembership{}
+	if session.AAL != identity.AAL2 {
+		out.Body.SecondFactorRequired = true
+		out.Body.EnrolURL = enrolURL
+		return out, nil
+	}
+
+	roles, err := h.deps.Permissions.ClinicRoles(ctx, session.IdentityID)
+	if err != nil {
+		return nil, h.problem(ctx, "get-me", err)
+	}
+	// index maps a clinic id to its entry in out.Body.Clinics, or -1 for a
+	// relationship to a clinic without rows, which grants nothing.
+	index := map[string]int{}
+	for _, role := range roles {
+		id := role.ClinicID.String()
+		i, seen := index[id]
+		if !seen {
+			clinic, err := h.deps.Clinics.Get(ctx, role.ClinicID)
+			if err != nil {
+				h.log.WarnContext(ctx, "clinic role without a readable clinic", "clinic_id", id, "err", err)
+				index[id] = -1
+				continue
+			}
+			out.Body.Clinics = append(out.Body.Clinics, clinicMembership{ClinicID: id, Name: clinic.Name})
+			i = len(out.Body.Clinics) - 1
+			index[id] = i
+		}
+		if i >= 0 {
+			out.Body.Clinics[i].Roles = append(out.Body.Clinics[i].Roles, string(role.Role))
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,18 @@
+package api
+
+// Messages clients see in problem details, kept together so they can be
+// reviewed and translated in one place.
+const (
+	msgSignInRequired          = "sign-in required: send a Kratos session cookie or session token"
+	msgSessionInvalid          = "session invalid or expired: sign in again"
+	msgSecondFactorPending     = "second factor required: complete sign-in with your authenticator code or a recovery code"
+	msgSecondFactorNotEnrolled = "second factor required: enrol an authenticator app at %s before using clinic data"
+	msgSessionsUnavailable     = "sign-in service unavailable: try again shortly"
+	msgPermissionsUnavailable  = "permission service unavailable: request denied, try again shortly"
+	msgClinicNotFound          = "clinic not found"
+	msgPermissionDenied        = "your role in this clinic does not allow %s"
+	msgAppointmentNotFound     = "appointment not found"
+	msgBranchNotFound          = "branch not found in this clinic"
+	msgValidationFailed        = "validation failed"
+	msgInternal                = "internal error"
+)

@@ -1,0 +1,96 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+)
+
+// config is the server's configuration, read once from the environment.
+// The defaults are the development stack that `go tool task up` starts.
+type config struct {
+	Env                  string // "dev" allows the development secrets below
+	Addr                 string
+	DatabaseURL          string // runtime role: no table ownership, no BYPASSRLS
+	MigrationDatabaseURL string // migration owner role
+	KratosPublicURL      string
+	KratosAdminURL       string
+	KetoReadURL          string
+	KetoWriteURL         string
+}
+
+// devSecretMarker appears in every development password and secret, so a
+// production start can recognise and reject them.
+const devSecretMarker = "dev-only"
+
+func loadConfig() (config, error) {
+	cfg := config{
+		Env:                  env("VETVAULT_ENV", "production"),
+		Addr:                 env("VETVAULT_ADDR", "127.0.0.1:8080"),
+		DatabaseURL:          env("VETVAULT_DATABASE_URL", "postgres://vetvault_app:dev-only-app@127.0.0.1:5432/vetvault?sslmode=disable"),
+		MigrationDatabaseURL: env("VETVAULT_MIGRATION_DATABASE_URL", "postgres://vetvault_owner:dev-only-owner@127.0.0.1:5432/vetvault?sslmode=disable"),
+		KratosPublicURL:      env("VETVAULT_KRATOS_PUBLIC_URL", "http://127.0.0.1:4433"),
+		KratosAdminURL:       env("VETVAULT_KRATOS_ADMIN_URL", "http://127.0.0.1:4434"),
+		KetoReadURL:          env("VETVAULT_KETO_READ_URL", "http://127.0.0.1:4466"),
+		KetoWriteURL:         env("VETVAULT_KETO_WRITE_URL", "http://127.0.0.1:4467"),
+	}
+	return cfg, cfg.validate()
+}
+
+func env(name, fallback string) string {
+	if value, ok := os.LookupEnv(name); ok && value != "" {
+		return value
+	}
+	return fallback
+}
+
+// dev reports whether the server runs in development mode.
+func (c config) dev() bool {
+	return c.Env == "dev"
+}
+
+func (c config) validate() error {
+	var problems []error
+	if c.Env != "dev" && c.Env != "production" {
+		problems = append(problems, fmt.Errorf("VETVAULT_ENV %q is invalid: use dev or production", c.Env))
+	}
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		problems = append(problems, fmt.Errorf("VETVAULT_ADDR %q is invalid: %w", c.Addr, err))
+	}
+	urls := map[string]string{
+		"VETVAULT_DATABASE_URL":           c.DatabaseURL,
+		"VETVAULT_MIGRATION_DATABASE_URL": c.MigrationDatabaseURL,
+		"VETVAULT_KRATOS_PUBLIC_URL":      c.KratosPublicURL,
+		"VETVAULT_KRATOS_ADMIN_URL":       c.KratosAdminURL,
+		"VETVAULT_KETO_READ_URL":          c.KetoReadURL,
+		"VETVAULT_KETO_WRITE_URL":         c.KetoWriteURL,
+	}
+	for name, value := range urls {
+		parsed, err := url.Parse(value)
+		if err != nil || parsed.Scheme == "" || parsed.Host == "" {
+			problems = append(problems, fmt.Errorf("%s is not a valid URL: set scheme and host", name))
+			continue
+		}
+		if !c.dev() && strings.Contains(value, devSecretMarker) {
+			problems = append(problems, fmt.Errorf("%s contains a development secret: set a real one, or VETVAULT_ENV=dev for local work", name))
+		}
+	}
+	return errors.Join(problems...)
+}
+
+// String prints the configuration with passwords masked.
+func (c config) String() string {
+	return fmt.Sprintf("env=%s addr=%s database=%s kratos=%s keto=%s",
+		c.Env, c.Addr, redact(c.DatabaseURL), c.KratosPublicURL, c.KetoReadURL)
+}
+
+func redact(raw string) string {
+	parsed, err := url.Parse(raw)
+	if err != nil {
+		return "(invalid URL)"
+	}
+	return parsed.Redacted()
+}
