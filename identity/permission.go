@@ -22,8 +22,8 @@ var ErrPermissionsUnavailable = errors.New("permission service unavailable")
 // denial instead of a hung request.
 const checkTimeout = 2 * time.Second
 
-// Permissions asks Keto whether an identity may do something and writes the
-// relationships that grant roles. Reads and writes use separate APIs: the
+// Permissions checks permissions in Keto and writes the relationships that
+// grant roles. Reads and writes use separate APIs: the
 // write API listens on its own port and is never exposed.
 type Permissions struct {
 	read  *keto.APIClient
@@ -47,7 +47,7 @@ func newKetoClient(baseURL string, httpClient *http.Client) *keto.APIClient {
 }
 
 // Check reports whether subject holds permission on object in namespace.
-// An error means Keto could not answer; the caller must deny.
+// An error means Keto returned no decision, and the caller must deny.
 func (p *Permissions) Check(ctx context.Context, namespace, object, permission string, subject uuid.UUID) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
 	defer cancel()

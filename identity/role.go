@@ -1,5 +1,5 @@
-// Package identity answers who is calling and what they may do: Kratos
-// sessions for staff logins and Keto relationships for permissions.
+// Package identity establishes who is calling and what they may do, through
+// Kratos sessions for staff logins and Keto relationships for permissions.
 package identity
 
 import "fmt"

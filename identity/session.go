@@ -80,7 +80,7 @@ func NewSessions(publicURL string, httpClient *http.Client) *Sessions {
 	return &Sessions{kratos: kratos.NewAPIClient(cfg)}
 }
 
-// Verify asks Kratos whether the credentials belong to an active session.
+// Verify checks with Kratos whether the credentials belong to an active session.
 // Kratos is configured with whoami.required_aal set to highest_available, so
 // a password-only session of an identity that has a second factor is
 // rejected there; Verify reports it as ErrSecondFactorPending.

@@ -43,7 +43,7 @@ type Branch struct {
 	Name string
 }
 
-// NewClinic is what an owner submits to create a clinic with its first branch.
+// NewClinic is an owner's request to create a clinic with its first branch.
 type NewClinic struct {
 	Name       string
 	BranchName string
@@ -87,9 +87,9 @@ func (n NewClinic) normalise() (NewClinic, error) {
 
 // Create creates a clinic with its first branch and makes owner its owner.
 //
-// The rows and the owner membership are written in one transaction, and the
-// owner relationship is written to Keto before that transaction commits: if
-// Keto fails, nothing is stored; if the commit fails, the relationship is
+// The rows and the owner membership are written in one transaction. The
+// owner relationship is written to Keto before that transaction commits, so
+// a Keto failure stores nothing. If the commit fails, the relationship is
 // removed again.
 //
 // NOTE: a crash between the Keto write and the commit leaves an owner

@@ -24,7 +24,7 @@ type DB struct {
 	pool *pgxpool.Pool
 }
 
-// Open connects a pool to databaseURL and checks that the server answers.
+// Open connects a pool to databaseURL and checks that the server responds.
 func Open(ctx context.Context, databaseURL string) (*DB, error) {
 	pool, err := pgxpool.New(ctx, databaseURL)
 	if err != nil {
@@ -47,7 +47,7 @@ func (db *DB) Close() {
 	db.pool.Close()
 }
 
-// Ping reports whether the database answers.
+// Ping reports whether the database responds.
 func (db *DB) Ping(ctx context.Context) error {
 	return db.pool.Ping(ctx)
 }

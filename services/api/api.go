@@ -5,8 +5,10 @@ package api
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
+	"regexp"
 	"sync"
 
 	"github.com/danielgtaylor/huma/v2"
@@ -88,14 +90,15 @@ var hideOnce sync.Once
 
 // hideInternalErrors makes every 5xx problem that Huma builds itself (a
 // panic, a response that fails to marshal) carry only Huma's fixed message
-// and the request id, never the text of the underlying error. Huma offers
-// this hook only as a package variable, so it is set once per process.
+// and the request id, never the text of the underlying error. It also passes
+// 4xx details through clientDetails. Huma offers this hook only as a package
+// variable, so it is set once per process.
 func hideInternalErrors() {
 	hideOnce.Do(func() {
 		build := huma.NewErrorWithContext
 		huma.NewErrorWithContext = func(ctx huma.Context, status int, msg string, errs ...error) huma.StatusError {
 			if status < http.StatusInternalServerError {
-				return build(ctx, status, msg, errs...)
+				return build(ctx, status, msg, clientDetails(errs)...)
 			}
 			requestID := ""
 			if ctx != nil {
@@ -109,4 +112,28 @@ func hideInternalErrors() {
 			return build(ctx, status, withRequestID(msg, requestID))
 		}
 	})
+}
+
+// missingProperty is how Huma's validator words a missing required field.
+var missingProperty = regexp.MustCompile(`^expected required property (\S+) to be present$`)
+
+// clientDetails rewrites Huma's validation details for clients: a missing
+// field is located at body.NAME rather than at the whole body, and no detail
+// echoes the submitted value, which may be a pet parent's personal data.
+func clientDetails(errs []error) []error {
+	out := make([]error, 0, len(errs))
+	for _, err := range errs {
+		var detail *huma.ErrorDetail
+		if !errors.As(err, &detail) {
+			out = append(out, err)
+			continue
+		}
+		rewritten := *detail
+		rewritten.Value = nil
+		if match := missingProperty.FindStringSubmatch(rewritten.Message); match != nil && rewritten.Location == "body" {
+			rewritten.Location = "body." + match[1]
+		}
+		out = append(out, &rewritten)
+	}
+	return out
 }

@@ -53,7 +53,7 @@ func readyz(log *slog.Logger, client *http.Client, db *tenants.DB, cfg config) h
 		check func(context.Context) error
 	}{
 		{"postgres", db.Ping},
-		{"kratos", httpReady(client, cfg.KratosAdminURL+"/health/ready")},
+		{"kratos", httpReady(client, cfg.KratosPublicURL+"/health/ready")},
 		{"keto", httpReady(client, cfg.KetoReadURL+"/health/ready")},
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
