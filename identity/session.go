@@ -31,13 +31,30 @@ const SessionCookie = "ory_kratos_session"
 // whoamiTimeout bounds one session check against Kratos.
 const whoamiTimeout = 3 * time.Second
 
-// Session is a verified Kratos session of a staff member.
+// Identity schema ids, which tell staff from platform operators. Kratos
+// self-service registration only ever creates SchemaStaff identities.
+const (
+	SchemaStaff    = "staff"
+	SchemaOperator = "operator"
+)
+
+// Session is a verified Kratos session of a staff member or an operator.
 type Session struct {
 	ID         string
 	IdentityID uuid.UUID
+	SchemaID   string
 	Email      string
 	// AAL is "aal1" after a password alone and "aal2" after a second factor.
 	AAL string
+	// AuthenticatedAt is when the last factor was completed; privileged
+	// changes need it to be recent.
+	AuthenticatedAt time.Time
+	ExpiresAt       time.Time
+}
+
+// Operator reports whether the session belongs to a platform operator.
+func (s Session) Operator() bool {
+	return s.SchemaID == SchemaOperator
 }
 
 // Credentials carries what a request presented as its session: the session
@@ -123,9 +140,12 @@ func sessionFromKratos(session *kratos.Session) (Session, error) {
 		return Session{}, fmt.Errorf("parse identity id of session: %w", err)
 	}
 	result := Session{
-		ID:         session.Id,
-		IdentityID: identityID,
-		AAL:        string(session.GetAuthenticatorAssuranceLevel()),
+		ID:              session.Id,
+		IdentityID:      identityID,
+		SchemaID:        session.Identity.SchemaId,
+		AAL:             string(session.GetAuthenticatorAssuranceLevel()),
+		AuthenticatedAt: session.GetAuthenticatedAt(),
+		ExpiresAt:       session.GetExpiresAt(),
 	}
 	if traits, ok := session.Identity.Traits.(map[string]any); ok {
 		result.Email, _ = traits["email"].(string)

@@ -79,3 +79,23 @@ func (db *DB) InClinic(ctx context.Context, clinicID uuid.UUID, fn func(pgx.Tx) 
 	}
 	return nil
 }
+
+// InPlatform runs fn in one transaction with no tenant set, for tables that
+// hold no clinic data (platform security events, operator records). Clinic
+// tables show no rows and accept no writes there, because row-level security
+// compares their tenant_id with an unset tenant.
+func (db *DB) InPlatform(ctx context.Context, fn func(pgx.Tx) error) error {
+	tx, err := db.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("begin platform transaction: %w", err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+
+	if err := fn(tx); err != nil {
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("commit platform transaction: %w", err)
+	}
+	return nil
+}

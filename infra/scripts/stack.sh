@@ -388,7 +388,30 @@ ensure_server() {
   await_server "$name" "$@"
 }
 
+# Prints a short hash of the files that configure server NAME, so a server
+# started from an older configuration can be told apart and restarted.
+config_hash() {
+  local files
+  case $1 in
+    kratos) files=("$ROOT"/infra/kratos/*) ;;
+    keto) files=("$ROOT"/infra/keto/*) ;;
+  esac
+  cat "${files[@]}" | sha256sum | cut -c1-16
+}
+
+# Stops server NAME if this repository started it from a configuration that
+# has changed since. A server started elsewhere is left alone.
+restart_if_config_changed() {
+  local name=$1
+  local recorded=$RUN_DIR/$name.config
+  running_pid "$name" >/dev/null || return 0
+  [[ -f $recorded && $(<"$recorded") == "$(config_hash "$name")" ]] && return 0
+  log "$name: configuration changed, restarting"
+  stop_server "$name"
+}
+
 start_kratos() {
+  config_hash kratos >"$RUN_DIR/kratos.config"
   log "kratos: migrating"
   DSN=$KRATOS_DSN run_logged kratos "$BIN_DIR/kratos" migrate sql -e --yes
   # --dev allows plain-HTTP cookies and the low bcrypt cost of kratos.yml.
@@ -398,6 +421,7 @@ start_kratos() {
 }
 
 start_keto() {
+  config_hash keto >"$RUN_DIR/keto.config"
   log "keto: migrating"
   DSN=$KETO_DSN run_logged keto "$BIN_DIR/keto" migrate up --yes -c infra/keto/keto.yml
   DSN=$KETO_DSN start_server keto "$BIN_DIR/keto" serve -c infra/keto/keto.yml --sqa-opt-out
@@ -433,6 +457,8 @@ cmd_services() {
   ensure_server stripe-mock start_stripe_mock http_answers http://127.0.0.1:12111/
   # On its admin port, Kratos v1.3.1 redirects /health/ready to
   # /admin/health/ready whatever its state, so only the target tells.
+  restart_if_config_changed kratos
+  restart_if_config_changed keto
   ensure_server kratos start_kratos http_ok http://127.0.0.1:4434/admin/health/ready
   ensure_server keto start_keto http_ok http://127.0.0.1:4466/health/ready
 }

@@ -12,31 +12,40 @@ import (
 	"vetvault/identity"
 )
 
-// Level is how strongly an operation needs the caller to be signed in.
-type Level int
+// Audience is who an operation serves. Every operation needs a session that
+// completed a second factor (AAL2); the audience then says whose.
+type Audience int
 
-// The levels, weakest first.
+// The audiences.
 const (
-	// LevelSession needs any valid session, even one still waiting for a
-	// second factor, so a new staff member can see what to do next.
-	LevelSession Level = iota + 1
-	// LevelSecondFactor needs a session that completed a second factor (AAL2).
-	LevelSecondFactor
+	// AudienceStaff is clinic staff. Operators are refused, because they
+	// never reach clinic data.
+	AudienceStaff Audience = iota + 1
+	// AudienceOperator is platform operators only.
+	AudienceOperator
+	// AudienceAnyone is staff and operators alike.
+	AudienceAnyone
 )
 
-// Access is what an operation declares next to its registration: the level it
-// needs and, for clinic operations, the Keto permission on the clinic named by
-// its {clinicID} path parameter. The middleware refuses any operation that
-// declares nothing.
+// Access is what an operation declares next to its registration: its
+// audience, for clinic operations the Keto permission on the clinic named by
+// its {clinicID} path parameter, and whether it is a privileged change that
+// needs a recent sign-in. The middleware refuses any operation that declares
+// nothing.
 type Access struct {
-	Level      Level
+	Audience   Audience
 	Permission string
+	Recent     bool
 }
 
 const accessKey = "vetvault.access"
 
-// enrolURL is where a session without a second factor is sent to add one.
-const enrolURL = "/.ory/self-service/settings/browser"
+// enrolURL is where a session without a second factor is sent to add one;
+// stepUpURL is where a session too old for a privileged change signs in again.
+const (
+	enrolURL  = "/.ory/self-service/settings/browser"
+	stepUpURL = "/.ory/self-service/login/browser?refresh=true&aal=aal2"
+)
 
 // declare attaches the access rule to op.
 func declare(op huma.Operation, access Access) huma.Operation {
@@ -66,9 +75,9 @@ func sessionFrom(ctx context.Context) identity.Session {
 func (h *handlers) authorize(api huma.API) func(huma.Context, func(huma.Context)) {
 	return func(ctx huma.Context, next func(huma.Context)) {
 		access, ok := AccessOf(ctx.Operation())
-		if !ok || access.Level == 0 {
+		if !ok || access.Audience == 0 {
 			h.log.ErrorContext(ctx.Context(), "operation declares no access rule", "operation", ctx.Operation().OperationID)
-			h.writeProblem(api, ctx, http.StatusInternalServerError, "internal error")
+			h.writeProblem(api, ctx, http.StatusInternalServerError, msgInternal)
 			return
 		}
 
@@ -90,9 +99,22 @@ func (h *handlers) authorize(api huma.API) func(huma.Context, func(huma.Context)
 			return
 		}
 
-		if access.Level >= LevelSecondFactor && session.AAL != identity.AAL2 {
+		if session.AAL != identity.AAL2 {
 			ctx.SetHeader("Link", "<"+enrolURL+">; rel=\"enrol-second-factor\"")
 			h.writeProblem(api, ctx, http.StatusForbidden, fmt.Sprintf(msgSecondFactorNotEnrolled, enrolURL))
+			return
+		}
+		switch {
+		case access.Audience == AudienceStaff && session.Operator():
+			h.writeProblem(api, ctx, http.StatusForbidden, msgOperatorsNoClinicData)
+			return
+		case access.Audience == AudienceOperator && !session.Operator():
+			h.writeProblem(api, ctx, http.StatusForbidden, msgOperatorsOnly)
+			return
+		}
+		if access.Recent && h.deps.Now().Sub(session.AuthenticatedAt) > h.deps.PrivilegedWindow {
+			ctx.SetHeader("Link", "<"+stepUpURL+">; rel=\"step-up\"")
+			h.writeProblem(api, ctx, http.StatusForbidden, fmt.Sprintf(msgStepUpRequired, h.deps.PrivilegedWindow, stepUpURL))
 			return
 		}
 

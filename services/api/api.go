@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"regexp"
 	"sync"
+	"time"
 
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/danielgtaylor/huma/v2/adapters/humago"
@@ -51,6 +52,10 @@ type Deps struct {
 	Clinics      ClinicService
 	Appointments AppointmentStore
 	Log          *slog.Logger
+	// PrivilegedWindow is how recent a sign-in must be for an operation
+	// that declares Recent, such as granting a role.
+	PrivilegedWindow time.Duration
+	Now              func() time.Time
 }
 
 // Version is the API version shown in the OpenAPI document.
@@ -63,8 +68,8 @@ func New(mux *http.ServeMux, deps Deps) huma.API {
 
 	config := huma.DefaultConfig("VetVault API", Version)
 	config.Info.Description = "Practice management for veterinary clinics. Every /v1 operation needs a Kratos session " +
-		"(the ory_kratos_session cookie, or a session token as Authorization: Bearer or X-Session-Token); " +
-		"clinic data also needs a second factor (AAL2)."
+		"(the ory_kratos_session cookie, or a session token as Authorization: Bearer or X-Session-Token) " +
+		"that completed a second factor (AAL2)."
 	config.Components.SecuritySchemes = map[string]*huma.SecurityScheme{
 		"sessionToken":  {Type: "http", Scheme: "bearer", Description: "Kratos session token"},
 		"sessionCookie": {Type: "apiKey", In: "cookie", Name: identity.SessionCookie, Description: "Kratos session cookie"},

@@ -101,7 +101,7 @@ func registerAppointments(api huma.API, h *handlers) {
 		Tags:          []string{"Appointments"},
 		DefaultStatus: http.StatusCreated,
 		MaxBodyBytes:  16 << 10,
-	}, Access{Level: LevelSecondFactor, Permission: permissionBookAppointments}), h.bookAppointment)
+	}, Access{Audience: AudienceStaff, Permission: permissionBookAppointments}), h.bookAppointment)
 
 	huma.Register(api, declare(huma.Operation{
 		OperationID: "list-appointments",
@@ -109,7 +109,7 @@ func registerAppointments(api huma.API, h *handlers) {
 		Path:        "/v1/clinics/{clinicID}/appointments",
 		Summary:     "List appointments, earliest first",
 		Tags:        []string{"Appointments"},
-	}, Access{Level: LevelSecondFactor, Permission: permissionViewAppointments}), h.listAppointments)
+	}, Access{Audience: AudienceStaff, Permission: permissionViewAppointments}), h.listAppointments)
 
 	huma.Register(api, declare(huma.Operation{
 		OperationID: "get-appointment",
@@ -117,7 +117,7 @@ func registerAppointments(api huma.API, h *handlers) {
 		Path:        "/v1/clinics/{clinicID}/appointments/{appointmentID}",
 		Summary:     "Show an appointment",
 		Tags:        []string{"Appointments"},
-	}, Access{Level: LevelSecondFactor, Permission: permissionViewAppointments}), h.getAppointment)
+	}, Access{Audience: AudienceStaff, Permission: permissionViewAppointments}), h.getAppointment)
 }
 
 func (h *handlers) bookAppointment(ctx context.Context, in *bookAppointmentInput) (*appointmentOutput, error) {

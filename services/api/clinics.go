@@ -59,7 +59,7 @@ func registerClinics(api huma.API, h *handlers) {
 		Tags:          []string{"Clinics"},
 		DefaultStatus: http.StatusCreated,
 		MaxBodyBytes:  4 << 10,
-	}, Access{Level: LevelSecondFactor}), h.createClinic)
+	}, Access{Audience: AudienceStaff}), h.createClinic)
 
 	huma.Register(api, declare(huma.Operation{
 		OperationID: "get-clinic",
@@ -67,7 +67,7 @@ func registerClinics(api huma.API, h *handlers) {
 		Path:        "/v1/clinics/{clinicID}",
 		Summary:     "Show a clinic and its branches",
 		Tags:        []string{"Clinics"},
-	}, Access{Level: LevelSecondFactor, Permission: permissionViewClinic}), h.getClinic)
+	}, Access{Audience: AudienceStaff, Permission: permissionViewClinic}), h.getClinic)
 }
 
 func (h *handlers) createClinic(ctx context.Context, in *createClinicInput) (*clinicOutput, error) {

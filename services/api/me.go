@@ -5,18 +5,15 @@ import (
 	"net/http"
 
 	"github.com/danielgtaylor/huma/v2"
-
-	"vetvault/identity"
 )
 
 type meOutput struct {
 	Body struct {
-		IdentityID           string             `json:"identity_id" format:"uuid"`
-		Email                string             `json:"email"`
-		AAL                  string             `json:"aal" doc:"Authenticator assurance level of this session: aal1 or aal2"`
-		SecondFactorRequired bool               `json:"second_factor_required" doc:"True until the session completes a second factor; clinic data needs one"`
-		EnrolURL             string             `json:"enrol_url,omitempty" doc:"Where to enrol a second factor, when one is required"`
-		Clinics              []clinicMembership `json:"clinics" doc:"Clinics and roles; empty until the session is AAL2"`
+		IdentityID string             `json:"identity_id" format:"uuid"`
+		Email      string             `json:"email"`
+		AAL        string             `json:"aal" doc:"Authenticator assurance level of this session; always aal2 here"`
+		Operator   bool               `json:"operator" doc:"True for a platform operator, who is never a clinic member"`
+		Clinics    []clinicMembership `json:"clinics" doc:"Clinics and roles of a staff member"`
 	}
 }
 
@@ -33,7 +30,7 @@ func registerMe(api huma.API, h *handlers) {
 		Path:        "/v1/me",
 		Summary:     "Show the signed-in staff member",
 		Tags:        []string{"Identity"},
-	}, Access{Level: LevelSession}), h.getMe)
+	}, Access{Audience: AudienceAnyone}), h.getMe)
 }
 
 func (h *handlers) getMe(ctx context.Context, _ *struct{}) (*meOutput, error) {
@@ -42,10 +39,9 @@ func (h *handlers) getMe(ctx context.Context, _ *struct{}) (*meOutput, error) {
 	out.Body.IdentityID = session.IdentityID.String()
 	out.Body.Email = session.Email
 	out.Body.AAL = session.AAL
+	out.Body.Operator = session.Operator()
 	out.Body.Clinics = []clinicMembership{}
-	if session.AAL != identity.AAL2 {
-		out.Body.SecondFactorRequired = true
-		out.Body.EnrolURL = enrolURL
+	if session.Operator() {
 		return out, nil
 	}
 

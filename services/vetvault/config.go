@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"time"
 )
 
 // config is the server's configuration, read once from the environment.
@@ -20,6 +21,9 @@ type config struct {
 	KratosAdminURL       string
 	KetoReadURL          string
 	KetoWriteURL         string
+	// PrivilegedWindow is how recent a sign-in must be for privileged
+	// changes such as granting a role.
+	PrivilegedWindow time.Duration
 }
 
 // devSecretMarker appears in every development password and secret, so a
@@ -37,6 +41,11 @@ func loadConfig() (config, error) {
 		KetoReadURL:          env("VETVAULT_KETO_READ_URL", "http://127.0.0.1:4466"),
 		KetoWriteURL:         env("VETVAULT_KETO_WRITE_URL", "http://127.0.0.1:4467"),
 	}
+	window, err := time.ParseDuration(env("VETVAULT_PRIVILEGED_WINDOW", "15m"))
+	if err != nil || window <= 0 {
+		return cfg, fmt.Errorf("VETVAULT_PRIVILEGED_WINDOW %q is invalid: use a positive duration such as 15m", os.Getenv("VETVAULT_PRIVILEGED_WINDOW"))
+	}
+	cfg.PrivilegedWindow = window
 	return cfg, cfg.validate()
 }
 

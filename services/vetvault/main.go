@@ -110,11 +110,13 @@ func newHandler(cfg config, db *tenants.DB, log *slog.Logger) (http.Handler, err
 
 	mux := http.NewServeMux()
 	api.New(mux, api.Deps{
-		Sessions:     sessions,
-		Permissions:  permissions,
-		Clinics:      tenants.NewClinics(db, permissions, log),
-		Appointments: appointment.NewStore(db),
-		Log:          log,
+		Sessions:         sessions,
+		Permissions:      permissions,
+		Clinics:          tenants.NewClinics(db, permissions, log),
+		Appointments:     appointment.NewStore(db),
+		Log:              log,
+		PrivilegedWindow: cfg.PrivilegedWindow,
+		Now:              time.Now,
 	})
 
 	proxy, err := newKratosProxy(cfg.KratosPublicURL, log)
