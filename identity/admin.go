@@ -12,8 +12,11 @@ import (
 	kratos "github.com/ory/kratos-client-go"
 )
 
-// ErrIdentityNotFound is returned for an identity Kratos does not know.
-var ErrIdentityNotFound = errors.New("identity not found")
+// Errors from the admin API calls.
+var (
+	ErrIdentityNotFound = errors.New("identity not found")
+	ErrIdentityExists   = errors.New("an identity with this email already exists")
+)
 
 // adminTimeout bounds one call to the Kratos admin API.
 const adminTimeout = 5 * time.Second
@@ -39,6 +42,9 @@ type Identity struct {
 	SchemaID string
 	Email    string
 	Active   bool
+	// HasPassword is false for an identity created by invitation whose
+	// owner has not yet set a password.
+	HasPassword bool
 }
 
 // NormaliseEmail returns the form in which emails are stored and compared:
@@ -59,7 +65,12 @@ func (a *Admin) FindByEmail(ctx context.Context, email string) (Identity, error)
 	if len(found) == 0 {
 		return Identity{}, ErrIdentityNotFound
 	}
-	return identityFromKratos(&found[0])
+	// The list omits credentials, which tell whether a password was set.
+	id, err := uuid.Parse(found[0].Id)
+	if err != nil {
+		return Identity{}, fmt.Errorf("parse identity id: %w", err)
+	}
+	return a.Get(ctx, id)
 }
 
 // Get returns the identity with id.
@@ -67,7 +78,11 @@ func (a *Admin) Get(ctx context.Context, id uuid.UUID) (Identity, error) {
 	ctx, cancel := context.WithTimeout(ctx, adminTimeout)
 	defer cancel()
 
-	found, response, err := a.kratos.IdentityAPI.GetIdentity(ctx, id.String()).Execute()
+	// Kratos keeps a password credential, with the email as identifier and
+	// an empty config, for an identity whose owner never set a password, so
+	// only the config tells. It holds the bcrypt hash, which identityFromKratos
+	// reads for presence only and drops.
+	found, response, err := a.kratos.IdentityAPI.GetIdentity(ctx, id.String()).IncludeCredential([]string{"password"}).Execute()
 	if response != nil && response.StatusCode == http.StatusNotFound {
 		return Identity{}, ErrIdentityNotFound
 	}
@@ -84,7 +99,10 @@ func (a *Admin) Create(ctx context.Context, schemaID, email string) (Identity, e
 	defer cancel()
 
 	body := kratos.NewCreateIdentityBody(schemaID, map[string]any{"email": NormaliseEmail(email)})
-	created, _, err := a.kratos.IdentityAPI.CreateIdentity(ctx).CreateIdentityBody(*body).Execute()
+	created, response, err := a.kratos.IdentityAPI.CreateIdentity(ctx).CreateIdentityBody(*body).Execute()
+	if response != nil && response.StatusCode == http.StatusConflict {
+		return Identity{}, ErrIdentityExists
+	}
 	if err != nil {
 		return Identity{}, fmt.Errorf("%w: create %s identity: %w", ErrSessionsUnavailable, schemaID, err)
 	}
@@ -180,8 +198,53 @@ func identityFromKratos(found *kratos.Identity) (Identity, error) {
 		return Identity{}, fmt.Errorf("parse identity id: %w", err)
 	}
 	result := Identity{ID: id, SchemaID: found.SchemaId, Active: found.GetState() != "inactive"}
+	if credential, ok := found.GetCredentials()["password"]; ok {
+		hash, _ := credential.Config["hashed_password"].(string)
+		result.HasPassword = hash != ""
+	}
 	if traits, ok := found.Traits.(map[string]any); ok {
 		result.Email, _ = traits["email"].(string)
 	}
 	return result, nil
+}
+
+// SessionInfo describes one active session for its owner's session list.
+type SessionInfo struct {
+	ID              string
+	AAL             string
+	AuthenticatedAt time.Time
+	ExpiresAt       time.Time
+	Devices         []Device
+}
+
+// Device is where a session was used from.
+type Device struct {
+	IP        string
+	UserAgent string
+}
+
+// ListSessions returns the active sessions of id, newest first as Kratos
+// orders them.
+func (a *Admin) ListSessions(ctx context.Context, id uuid.UUID) ([]SessionInfo, error) {
+	ctx, cancel := context.WithTimeout(ctx, adminTimeout)
+	defer cancel()
+
+	sessions, _, err := a.kratos.IdentityAPI.ListIdentitySessions(ctx, id.String()).Active(true).PageSize(250).Execute()
+	if err != nil {
+		return nil, fmt.Errorf("%w: list sessions of %s: %w", ErrSessionsUnavailable, id, err)
+	}
+	infos := make([]SessionInfo, 0, len(sessions))
+	for _, session := range sessions {
+		info := SessionInfo{
+			ID:              session.Id,
+			AAL:             string(session.GetAuthenticatorAssuranceLevel()),
+			AuthenticatedAt: session.GetAuthenticatedAt(),
+			ExpiresAt:       session.GetExpiresAt(),
+		}
+		for _, device := range session.Devices {
+			info.Devices = append(info.Devices, Device{IP: device.GetIpAddress(), UserAgent: device.GetUserAgent()})
+		}
+		infos = append(infos, info)
+	}
+	return infos, nil
 }

@@ -43,3 +43,12 @@ func roleOfRelation(relation string) (Role, bool) {
 	}
 	return "", false
 }
+
+// ParseRole returns the built-in role named s.
+func ParseRole(s string) (Role, error) {
+	role := Role(s)
+	if _, ok := roleRelations[role]; !ok {
+		return "", fmt.Errorf("unknown role %q: use owner, manager, veterinarian, nurse or receptionist", s)
+	}
+	return role, nil
+}

@@ -47,6 +47,8 @@ type Branch struct {
 type NewClinic struct {
 	Name       string
 	BranchName string
+	// OwnerEmail is stored with the owner's membership for the staff list.
+	OwnerEmail string
 }
 
 // RoleGranter writes and removes the Keto relationships behind clinic roles.
@@ -125,8 +127,8 @@ func (c *Clinics) Create(ctx context.Context, owner uuid.UUID, input NewClinic) 
 			return fmt.Errorf("insert branch: %w", err)
 		}
 		if _, err := tx.Exec(ctx,
-			`INSERT INTO memberships (tenant_id, identity_id, role) VALUES ($1, $2, $3)`,
-			clinicID, owner, string(identity.RoleOwner)); err != nil {
+			`INSERT INTO memberships (tenant_id, identity_id, role, email) VALUES ($1, $2, $3, $4)`,
+			clinicID, owner, string(identity.RoleOwner), identity.NormaliseEmail(input.OwnerEmail)); err != nil {
 			return fmt.Errorf("insert owner membership: %w", err)
 		}
 		if err := c.roles.GrantClinicRole(ctx, clinicID, owner, identity.RoleOwner); err != nil {

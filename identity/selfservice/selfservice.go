@@ -122,7 +122,13 @@ func (c *Client) LogIn(ctx context.Context, email, password string) (string, err
 // TOTP code computed from secret at time at, and returns the session token
 // to use from then on.
 func (c *Client) CompleteSecondFactor(ctx context.Context, sessionToken, secret string, at time.Time) (string, error) {
-	flow, _, err := c.kratos.FrontendAPI.CreateNativeLoginFlow(ctx).Aal("aal2").XSessionToken(sessionToken).Execute()
+	return c.secondFactor(ctx, sessionToken, secret, at, false)
+}
+
+// secondFactor submits a TOTP code in an AAL2 login flow; refresh asks for a
+// new sign-in even when the session is already AAL2.
+func (c *Client) secondFactor(ctx context.Context, sessionToken, secret string, at time.Time, refresh bool) (string, error) {
+	flow, _, err := c.kratos.FrontendAPI.CreateNativeLoginFlow(ctx).Aal("aal2").Refresh(refresh).XSessionToken(sessionToken).Execute()
 	if err != nil {
 		return "", fmt.Errorf("create second-factor login flow: %w", describe(err))
 	}
@@ -158,4 +164,107 @@ func describe(err error) error {
 		return fmt.Errorf("%w: %s", err, body)
 	}
 	return err
+}
+
+// ChangePassword sets a new password in an API settings flow. Kratos asks
+// for a recent sign-in (its privileged session window) and ends the
+// identity's other sessions afterwards.
+func (c *Client) ChangePassword(ctx context.Context, sessionToken, password string) error {
+	flow, _, err := c.kratos.FrontendAPI.CreateNativeSettingsFlow(ctx).XSessionToken(sessionToken).Execute()
+	if err != nil {
+		return fmt.Errorf("create settings flow: %w", describe(err))
+	}
+	method := kratos.NewUpdateSettingsFlowWithPasswordMethod("password", password)
+	_, _, err = c.kratos.FrontendAPI.UpdateSettingsFlow(ctx).
+		Flow(flow.Id).
+		XSessionToken(sessionToken).
+		UpdateSettingsFlowBody(kratos.UpdateSettingsFlowWithPasswordMethodAsUpdateSettingsFlowBody(method)).
+		Execute()
+	if err != nil {
+		return fmt.Errorf("change password: %w", describe(err))
+	}
+	return nil
+}
+
+// StartRecovery asks Kratos to email a recovery code to email and returns
+// the id of the API recovery flow to submit it to.
+func (c *Client) StartRecovery(ctx context.Context, email string) (string, error) {
+	flow, _, err := c.kratos.FrontendAPI.CreateNativeRecoveryFlow(ctx).Execute()
+	if err != nil {
+		return "", fmt.Errorf("create recovery flow: %w", describe(err))
+	}
+	method := kratos.NewUpdateRecoveryFlowWithCodeMethod("code")
+	method.SetEmail(email)
+	_, _, err = c.kratos.FrontendAPI.UpdateRecoveryFlow(ctx).
+		Flow(flow.Id).
+		UpdateRecoveryFlowBody(kratos.UpdateRecoveryFlowWithCodeMethodAsUpdateRecoveryFlowBody(method)).
+		Execute()
+	if err != nil {
+		return "", fmt.Errorf("request recovery code: %w", describe(err))
+	}
+	return flow.Id, nil
+}
+
+// FinishRecovery submits the emailed code to the API recovery flow flowID
+// and returns the session token Kratos issues; that session is AAL1.
+func (c *Client) FinishRecovery(ctx context.Context, flowID, code string) (string, error) {
+	method := kratos.NewUpdateRecoveryFlowWithCodeMethod("code")
+	method.SetCode(code)
+	result, _, err := c.kratos.FrontendAPI.UpdateRecoveryFlow(ctx).
+		Flow(flowID).
+		UpdateRecoveryFlowBody(kratos.UpdateRecoveryFlowWithCodeMethodAsUpdateRecoveryFlowBody(method)).
+		Execute()
+	if err != nil {
+		return "", fmt.Errorf("submit recovery code: %w", describe(err))
+	}
+	for _, next := range result.ContinueWith {
+		if token := next.ContinueWithSetOrySessionToken; token != nil {
+			return token.OrySessionToken, nil
+		}
+	}
+	return "", errors.New("recovery returned no session token")
+}
+
+// RemoveTOTP unlinks the TOTP authenticator of the identity of sessionToken.
+// Kratos allows it only within its privileged session window after the
+// last sign-in.
+func (c *Client) RemoveTOTP(ctx context.Context, sessionToken string) error {
+	flow, _, err := c.kratos.FrontendAPI.CreateNativeSettingsFlow(ctx).XSessionToken(sessionToken).Execute()
+	if err != nil {
+		return fmt.Errorf("create settings flow: %w", describe(err))
+	}
+	method := kratos.NewUpdateSettingsFlowWithTotpMethod("totp")
+	method.SetTotpUnlink(true)
+	_, _, err = c.kratos.FrontendAPI.UpdateSettingsFlow(ctx).
+		Flow(flow.Id).
+		XSessionToken(sessionToken).
+		UpdateSettingsFlowBody(kratos.UpdateSettingsFlowWithTotpMethodAsUpdateSettingsFlowBody(method)).
+		Execute()
+	if err != nil {
+		return fmt.Errorf("remove TOTP: %w", describe(err))
+	}
+	return nil
+}
+
+// Reauthenticate signs the identity of sessionToken in again with password
+// and TOTP (a refresh login), which renews the session's authentication time
+// for privileged changes. It returns the session token to use afterwards.
+func (c *Client) Reauthenticate(ctx context.Context, sessionToken, email, password, secret string, at time.Time) (string, error) {
+	flow, _, err := c.kratos.FrontendAPI.CreateNativeLoginFlow(ctx).Refresh(true).XSessionToken(sessionToken).Execute()
+	if err != nil {
+		return "", fmt.Errorf("create refresh login flow: %w", describe(err))
+	}
+	method := kratos.NewUpdateLoginFlowWithPasswordMethod(email, "password", password)
+	result, _, err := c.kratos.FrontendAPI.UpdateLoginFlow(ctx).
+		Flow(flow.Id).
+		XSessionToken(sessionToken).
+		UpdateLoginFlowBody(kratos.UpdateLoginFlowWithPasswordMethodAsUpdateLoginFlowBody(method)).
+		Execute()
+	if err != nil {
+		return "", fmt.Errorf("refresh with password: %w", describe(err))
+	}
+	if result.SessionToken != nil {
+		sessionToken = *result.SessionToken
+	}
+	return c.secondFactor(ctx, sessionToken, secret, at, true)
 }

@@ -69,7 +69,9 @@ func (s *Sender) Send(ctx context.Context, message Message) error {
 	body.WriteString(strings.ReplaceAll(message.Body, "\n", "\r\n"))
 
 	if err := smtp.SendMail(s.addr, s.auth, s.from, []string{message.To}, []byte(body.String())); err != nil {
-		return fmt.Errorf("send mail through %s: %w", s.addr, err)
+		// SMTP replies often quote the recipient; the error may be logged, so
+		// the address is replaced before it leaves this function.
+		return fmt.Errorf("send mail through %s: %s", s.addr, strings.ReplaceAll(err.Error(), message.To, "<recipient>"))
 	}
 	return nil
 }

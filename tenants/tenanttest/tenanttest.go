@@ -62,6 +62,16 @@ func New(t testing.TB) *Database {
 			return
 		}
 		defer admin.Close(ctx)
+		// Closed pools return before the server ends their backends, and the
+		// owner may not terminate the runtime role's backends itself, so wait
+		// (bounded) for them to go before dropping.
+		for range 100 {
+			var open int
+			if err := admin.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = $1`, name).Scan(&open); err != nil || open == 0 {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
 		if _, err := admin.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
 			t.Errorf("drop test database %s: %v", name, err)
 		}
