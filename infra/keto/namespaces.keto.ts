@@ -32,5 +32,15 @@ class Clinic implements Namespace {
       this.related.managers.includes(ctx.subject) ||
       this.related.veterinarians.includes(ctx.subject) ||
       this.related.receptionists.includes(ctx.subject),
+
+    // Staff and roles: managers manage everyone except owners, which the
+    // staff service enforces by checking the owners relation.
+    view_staff: (ctx: Context): boolean =>
+      this.related.owners.includes(ctx.subject) ||
+      this.related.managers.includes(ctx.subject),
+
+    manage_staff: (ctx: Context): boolean =>
+      this.related.owners.includes(ctx.subject) ||
+      this.related.managers.includes(ctx.subject),
   }
 }

@@ -8,6 +8,7 @@ import (
 
 	"vetvault/identity"
 	"vetvault/services/appointment"
+	"vetvault/services/staff"
 	"vetvault/tenants"
 )
 
@@ -17,6 +18,7 @@ import (
 func (h *handlers) problem(ctx context.Context, operation string, err error) error {
 	var invalidBooking *appointment.InvalidBookingError
 	var invalidClinic *tenants.InvalidClinicError
+	var invalidInvite *staff.InvalidInviteError
 	switch {
 	case errors.As(err, &invalidBooking):
 		return fieldProblem(invalidBooking.Field, invalidBooking.Message)
@@ -28,9 +30,24 @@ func (h *handlers) problem(ctx context.Context, operation string, err error) err
 		return huma.Error404NotFound(msgAppointmentNotFound)
 	case errors.Is(err, tenants.ErrClinicNotFound):
 		return huma.Error404NotFound(msgClinicNotFound)
+	case errors.As(err, &invalidInvite):
+		return fieldProblem(invalidInvite.Field, invalidInvite.Message)
+	case errors.Is(err, staff.ErrBranchNotFound):
+		return fieldProblem("branch_id", msgBranchNotFound)
+	case errors.Is(err, staff.ErrMemberNotFound):
+		return huma.Error404NotFound(err.Error())
+	case errors.Is(err, staff.ErrSessionNotFound):
+		return huma.Error404NotFound(err.Error())
+	case errors.Is(err, staff.ErrOwnersOnly), errors.Is(err, staff.ErrCannotTargetSelf):
+		return huma.Error403Forbidden(err.Error())
+	case errors.Is(err, staff.ErrAlreadyMember), errors.Is(err, staff.ErrOperatorEmail), errors.Is(err, staff.ErrLastOwner):
+		return huma.Error409Conflict(err.Error())
 	case errors.Is(err, identity.ErrPermissionsUnavailable):
 		h.log.ErrorContext(ctx, "permission service failed", "operation", operation, "err", err, "request_id", RequestIDFrom(ctx))
 		return huma.Error503ServiceUnavailable(withRequestID(msgPermissionsUnavailable, RequestIDFrom(ctx)))
+	case errors.Is(err, identity.ErrSessionsUnavailable):
+		h.log.ErrorContext(ctx, "identity service failed", "operation", operation, "err", err, "request_id", RequestIDFrom(ctx))
+		return huma.Error503ServiceUnavailable(withRequestID(msgSessionsUnavailable, RequestIDFrom(ctx)))
 	default:
 		h.log.ErrorContext(ctx, "operation failed", "operation", operation, "err", err, "request_id", RequestIDFrom(ctx))
 		return huma.Error500InternalServerError(withRequestID(msgInternal, RequestIDFrom(ctx)))

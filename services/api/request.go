@@ -5,11 +5,24 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"log/slog"
+	"net"
 	"net/http"
 	"time"
 )
 
 type requestIDKey struct{}
+
+type clientIPKey struct{}
+
+// ClientIPFrom returns the address of the client that sent the request, as
+// WithRequestID recorded it, or "".
+//
+// NOTE: this is the TCP peer. Behind a load balancer it would be the
+// balancer's address; a trusted X-Forwarded-For setting would fix that.
+func ClientIPFrom(ctx context.Context) string {
+	ip, _ := ctx.Value(clientIPKey{}).(string)
+	return ip
+}
 
 // RequestIDFrom returns the id that WithRequestID gave the request, or "".
 func RequestIDFrom(ctx context.Context) string {
@@ -25,8 +38,8 @@ func withRequestID(message, requestID string) string {
 }
 
 // WithRequestID gives every request a random id, returned in the
-// X-Request-Id header and quoted in 5xx problems, and logs one line per
-// request. The line carries the method, path, status and duration: never
+// X-Request-Id header and quoted in 5xx problems, records the client's
+// address for the audit trail, and logs one line per request. The line carries the method, path, status and duration: never
 // query strings, headers or bodies, which may hold personal data or tokens.
 func WithRequestID(log *slog.Logger, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -35,7 +48,11 @@ func WithRequestID(log *slog.Logger, next http.Handler) http.Handler {
 		w.Header().Set("X-Request-Id", id)
 		recorder := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 
-		next.ServeHTTP(recorder, r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id)))
+		ctx := context.WithValue(r.Context(), requestIDKey{}, id)
+		if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+			ctx = context.WithValue(ctx, clientIPKey{}, host)
+		}
+		next.ServeHTTP(recorder, r.WithContext(ctx))
 
 		log.LogAttrs(r.Context(), slog.LevelInfo, "request",
 			slog.String("method", r.Method),
