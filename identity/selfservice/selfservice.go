@@ -268,3 +268,14 @@ func (c *Client) Reauthenticate(ctx context.Context, sessionToken, email, passwo
 	}
 	return c.secondFactor(ctx, sessionToken, secret, at, true)
 }
+
+// LogOut ends the session of sessionToken.
+func (c *Client) LogOut(ctx context.Context, sessionToken string) error {
+	_, err := c.kratos.FrontendAPI.PerformNativeLogout(ctx).
+		PerformNativeLogoutBody(*kratos.NewPerformNativeLogoutBody(sessionToken)).
+		Execute()
+	if err != nil {
+		return fmt.Errorf("log out: %w", describe(err))
+	}
+	return nil
+}

@@ -5,37 +5,30 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/http/httputil"
-	"net/url"
 	"strings"
 	"time"
 
+	"vetvault/identity"
+	"vetvault/identity/oryproxy"
+	"vetvault/services/audit"
 	"vetvault/tenants"
 )
 
-// kratosPrefix is the path under which the server exposes Kratos's public
-// API. Serving it from the app's own origin keeps the session cookie
-// first-party for the browser.
-const kratosPrefix = "/.ory"
-
-func newKratosProxy(publicURL string, log *slog.Logger) (http.Handler, error) {
-	target, err := url.Parse(publicURL)
+// newKratosProxy serves Kratos's public API under oryproxy.Prefix, guarded
+// against brute force and account enumeration, with its events written to
+// the audit trail.
+func newKratosProxy(cfg config, db *tenants.DB, client *http.Client, sessions oryproxy.SessionInvalidator, log *slog.Logger) (http.Handler, error) {
+	proxy, err := oryproxy.New(oryproxy.Deps{
+		KratosPublicURL: cfg.KratosPublicURL,
+		DB:              db,
+		Admin:           identity.NewAdmin(cfg.KratosAdminURL, client),
+		Sessions:        identity.NewSessions(cfg.KratosPublicURL, client),
+		Events:          audit.NewStore(db, time.Now),
+		Invalidator:     sessions,
+		Log:             log,
+	})
 	if err != nil {
-		return nil, fmt.Errorf("parse Kratos public URL: %w", err)
-	}
-	proxy := &httputil.ReverseProxy{
-		Rewrite: func(r *httputil.ProxyRequest) {
-			r.SetURL(target)
-			r.Out.URL.Path = strings.TrimPrefix(r.In.URL.Path, kratosPrefix)
-			r.Out.URL.RawPath = ""
-			r.SetXForwarded()
-		},
-		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			log.ErrorContext(r.Context(), "kratos proxy failed", "err", err)
-			w.Header().Set("Content-Type", "application/problem+json")
-			w.WriteHeader(http.StatusBadGateway)
-			_, _ = w.Write([]byte(`{"title":"Bad Gateway","status":502,"detail":"sign-in service unavailable: try again shortly"}`))
-		},
+		return nil, fmt.Errorf("build Kratos proxy: %w", err)
 	}
 	return proxy, nil
 }
