@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"vetvault/identity/selfservice"
+	"vetvault/identity/sessioncache"
 	"vetvault/tenants/tenanttest"
 )
 
@@ -22,11 +23,12 @@ import (
 // reached through the server's own /.ory proxy, as a client would.
 
 type testServer struct {
-	t      *testing.T
-	url    string
-	flows  *selfservice.Client
-	client *http.Client
-	db     *tenanttest.Database
+	t        *testing.T
+	url      string
+	flows    *selfservice.Client
+	client   *http.Client
+	db       *tenanttest.Database
+	sessions *sessioncache.Cache
 }
 
 func newTestServer(t *testing.T) *testServer {
@@ -38,27 +40,43 @@ func newTestServer(t *testing.T) *testServer {
 	}
 	db := tenanttest.New(t)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	handler, err := newHandler(cfg, db.App, log)
+	// The session cache runs with its listener, as in production, so the
+	// tests see revocations only through the platform's invalidations.
+	sessions := newSessionCache(cfg, db.App, log)
+	ctx, stop := context.WithCancel(context.Background())
+	listened := make(chan error, 1)
+	go func() { listened <- sessions.Run(ctx) }()
+	t.Cleanup(func() {
+		stop()
+		<-listened
+	})
+	for deadline := time.Now().Add(10 * time.Second); !sessions.Listening(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("session cache listener not ready within 10 s")
+		}
+	}
+
+	handler, err := newHandler(cfg, db.App, sessions, log)
 	if err != nil {
 		t.Fatalf("build handler: %v", err)
 	}
 	server := httptest.NewServer(handler)
 	t.Cleanup(server.Close)
 	client := &http.Client{Timeout: 15 * time.Second}
-	return &testServer{t: t, url: server.URL, flows: selfservice.New(server.URL+"/.ory", client), client: client, db: db}
+	return &testServer{t: t, url: server.URL, flows: selfservice.New(server.URL+"/.ory", client), client: client, db: db, sessions: sessions}
 }
 
-// staff is a signed-up person with a session token.
-type staff struct {
+// account is a signed-up person with a session token.
+type account struct {
 	email, password, secret, token string
 }
 
 // signUp registers a new identity and, when enrol is set, adds TOTP, which
 // raises the session to AAL2.
-func (s *testServer) signUp(enrol bool) staff {
+func (s *testServer) signUp(enrol bool) account {
 	s.t.Helper()
 	ctx := context.Background()
-	person := staff{
+	person := account{
 		email:    "owner-" + strings.ToLower(rand.Text()[:10]) + "@vetvault.test",
 		password: rand.Text(),
 	}

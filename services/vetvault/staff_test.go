@@ -387,6 +387,10 @@ func TestRevokedIdentitiesGet401(t *testing.T) {
 		if err != nil {
 			t.Fatalf("second factor: %v", err)
 		}
+		// Use the other session first, so the server has it cached.
+		if r := s.do(http.MethodGet, "/v1/me", other, nil); r.status != http.StatusOK {
+			t.Fatalf("other session before the password change: status %d", r.status)
+		}
 		if err := s.flows.ChangePassword(ctx, person.token, rand.Text()); err != nil {
 			t.Fatalf("change password: %v", err)
 		}
@@ -395,6 +399,19 @@ func TestRevokedIdentitiesGet401(t *testing.T) {
 		}
 		if r := s.do(http.MethodGet, "/v1/me", person.token, nil); r.status != http.StatusOK {
 			t.Errorf("session that changed the password: status %d, want 200", r.status)
+		}
+	})
+
+	t.Run("logged-out session", func(t *testing.T) {
+		person := s.signUp(true)
+		if r := s.do(http.MethodGet, "/v1/me", person.token, nil); r.status != http.StatusOK {
+			t.Fatalf("before logout: status %d", r.status)
+		}
+		if err := s.flows.LogOut(ctx, person.token); err != nil {
+			t.Fatalf("log out: %v", err)
+		}
+		if r := s.do(http.MethodGet, "/v1/me", person.token, nil); r.status != http.StatusUnauthorized {
+			t.Errorf("after logout: status %d, want 401", r.status)
 		}
 	})
 
@@ -453,8 +470,13 @@ func TestRevokedIdentitiesGet401(t *testing.T) {
 			t.Fatalf("load config: %v", err)
 		}
 		admin := identity.NewAdmin(cfg.KratosAdminURL, http.DefaultClient)
+		// A platform path that deletes an identity deletes it in Kratos and
+		// then invalidates its cached sessions, as deactivation does.
 		if err := admin.Delete(ctx, uuid.MustParse(me.IdentityID)); err != nil {
 			t.Fatalf("delete identity: %v", err)
+		}
+		if err := s.sessions.Invalidate(ctx, uuid.MustParse(me.IdentityID)); err != nil {
+			t.Fatalf("invalidate sessions: %v", err)
 		}
 		if r := s.do(http.MethodGet, "/v1/me", person.token, nil); r.status != http.StatusUnauthorized {
 			t.Errorf("deleted identity's next request: status %d, want 401", r.status)
