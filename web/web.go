@@ -10,9 +10,13 @@ import (
 //go:embed static
 var static embed.FS
 
-// Handler serves the UI. Kratos sends browsers to /login, /registration,
-// /settings, /recovery, /verification and /error with a flow id; each of
-// those paths serves the same page, which renders the flow.
+// Handler serves the UI and the API reference. Kratos sends browsers to
+// /login, /registration, /settings, /recovery, /verification and /error with
+// a flow or error id, and each of those paths serves the same page, which
+// renders the flow. /docs serves the API reference, which renders
+// /openapi.json in the browser from these embedded files alone, so it works
+// without internet access. The API must therefore not register Huma's own
+// /docs page, which loads its renderer from a CDN.
 func Handler() http.Handler {
 	files, err := fs.Sub(static, "static")
 	if err != nil {
@@ -26,6 +30,9 @@ func Handler() http.Handler {
 			http.ServeFileFS(w, r, files, "index.html")
 		})
 	}
+	mux.HandleFunc("GET /docs", func(w http.ResponseWriter, r *http.Request) {
+		http.ServeFileFS(w, r, files, "docs.html")
+	})
 	mux.Handle("GET /", fileServer)
 	return securityHeaders(mux)
 }

@@ -445,6 +445,15 @@ ensure_ory_namespaces_file() {
     die "infra/keto/namespaces.keto.ts is missing, and Keto cannot start without its namespaces"
 }
 
+# Installs Debian's Chromium, which services/vetvault/browser_test.go drives
+# headless, unless it is already there.
+ensure_chromium() {
+  [[ -x /usr/bin/chromium ]] && return 0
+  log "installing chromium with apt-get (for the browser tests)"
+  apt-get update
+  DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
+}
+
 cmd_services() {
   load_dev_env
   mkdir -p "$RUN_DIR" "$LOG_DIR"
@@ -452,6 +461,7 @@ cmd_services() {
   pg_ensure_roles_and_databases
   ensure_binaries
   ensure_ory_namespaces_file
+  ensure_chromium
 
   ensure_server mailpit start_mailpit http_ok http://127.0.0.1:8025/readyz
   ensure_server stripe-mock start_stripe_mock http_answers http://127.0.0.1:12111/
@@ -499,8 +509,8 @@ VetVault is running:
   API docs      http://127.0.0.1:8080/docs
   OpenAPI       http://127.0.0.1:8080/openapi.json
   mail (UI)     http://127.0.0.1:8025/
-Logs: $LOG_DIR/ (infra/scripts/stack.sh logs)
-Stop: infra/scripts/stack.sh down
+Logs: $LOG_DIR/ (go tool task logs)
+Stop: go tool task down
 EOF
 }
 

@@ -51,6 +51,8 @@ type Deps struct {
 	Permissions  PermissionChecker
 	Clinics      ClinicService
 	Appointments AppointmentStore
+	Staff        StaffService
+	Operators    OperatorService
 	Log          *slog.Logger
 	// PrivilegedWindow is how recent a sign-in must be for an operation
 	// that declares Recent, such as granting a role.
@@ -61,12 +63,13 @@ type Deps struct {
 // Version is the API version shown in the OpenAPI document.
 const Version = "0.1.0"
 
-// New registers the VetVault API on mux: the operations under /v1, the
-// OpenAPI document at /openapi.json and the reference docs at /docs.
+// New registers the VetVault API on mux: the operations under /v1 and the
+// OpenAPI document at /openapi.json, which the web UI renders at /docs.
 func New(mux *http.ServeMux, deps Deps) huma.API {
 	hideInternalErrors()
 
 	config := huma.DefaultConfig("VetVault API", Version)
+	config.DocsPath = "" // Huma's page loads its renderer from a CDN, so web.Handler serves /docs instead.
 	config.Info.Description = "Practice management for veterinary clinics. Every /v1 operation needs a Kratos session " +
 		"(the ory_kratos_session cookie, or a session token as Authorization: Bearer or X-Session-Token) " +
 		"that completed a second factor (AAL2)."
@@ -83,6 +86,8 @@ func New(mux *http.ServeMux, deps Deps) huma.API {
 	registerMe(api, h)
 	registerClinics(api, h)
 	registerAppointments(api, h)
+	registerStaff(api, h)
+	registerOperators(api, h)
 	return api
 }
 

@@ -75,6 +75,7 @@ func (h *handlers) createClinic(ctx context.Context, in *createClinicInput) (*cl
 	clinic, err := h.deps.Clinics.Create(ctx, session.IdentityID, tenants.NewClinic{
 		Name:       in.Body.Name,
 		BranchName: in.Body.BranchName,
+		OwnerEmail: session.Email,
 	})
 	if err != nil {
 		return nil, h.problem(ctx, "create-clinic", err)

@@ -16,6 +16,7 @@ const (
 	msgPermissionDenied        = "your role in this clinic does not allow %s"
 	msgAppointmentNotFound     = "appointment not found"
 	msgBranchNotFound          = "branch not found in this clinic"
+	msgEmailTaken              = "this email already belongs to a staff member or operator: use another email"
 	msgValidationFailed        = "validation failed"
 	msgInternal                = "internal error"
 )

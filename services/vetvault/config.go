@@ -8,6 +8,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"vetvault/identity/sessioncache"
 )
 
 // config is the server's configuration, read once from the environment.
@@ -24,7 +26,24 @@ type config struct {
 	// PrivilegedWindow is how recent a sign-in must be for privileged
 	// changes such as granting a role.
 	PrivilegedWindow time.Duration
+	// AppURL is the address browsers use, written into emails.
+	AppURL   string
+	SMTPURL  string
+	MailFrom string
+	// InvitationLifetime is how long an invitation's one-time code works.
+	InvitationLifetime time.Duration
+	// OperatorCodeLifetime is how long a new operator's one-time recovery
+	// code works.
+	OperatorCodeLifetime time.Duration
+	// SessionCacheTTL is the time a verified session is served without a
+	// Kratos call, so also the longest a revocation made in Kratos directly
+	// goes unseen. Zero turns the cache off.
+	SessionCacheTTL time.Duration
 }
+
+// maxSessionCacheTTL caps VETVAULT_SESSION_CACHE_TTL, because the TTL is
+// how long a session revoked in Kratos directly keeps working.
+const maxSessionCacheTTL = 5 * time.Minute
 
 // devSecretMarker appears in every development password and secret, so a
 // production start can recognise and reject them.
@@ -46,6 +65,24 @@ func loadConfig() (config, error) {
 		return cfg, fmt.Errorf("VETVAULT_PRIVILEGED_WINDOW %q is invalid: use a positive duration such as 15m", os.Getenv("VETVAULT_PRIVILEGED_WINDOW"))
 	}
 	cfg.PrivilegedWindow = window
+	cfg.AppURL = env("VETVAULT_APP_URL", "http://127.0.0.1:8080")
+	cfg.SMTPURL = env("VETVAULT_SMTP_URL", "smtp://127.0.0.1:1025")
+	cfg.MailFrom = env("VETVAULT_MAIL_FROM", "no-reply@vetvault.test")
+	lifetime, err := time.ParseDuration(env("VETVAULT_INVITATION_LIFETIME", "72h"))
+	if err != nil || lifetime <= 0 {
+		return cfg, fmt.Errorf("VETVAULT_INVITATION_LIFETIME %q is invalid: use a positive duration such as 72h", os.Getenv("VETVAULT_INVITATION_LIFETIME"))
+	}
+	cfg.InvitationLifetime = lifetime
+	operatorCodeLifetime, err := time.ParseDuration(env("VETVAULT_OPERATOR_CODE_LIFETIME", "24h"))
+	if err != nil || operatorCodeLifetime <= 0 {
+		return cfg, fmt.Errorf("VETVAULT_OPERATOR_CODE_LIFETIME %q is invalid: use a positive duration such as 24h", os.Getenv("VETVAULT_OPERATOR_CODE_LIFETIME"))
+	}
+	cfg.OperatorCodeLifetime = operatorCodeLifetime
+	sessionCacheTTL, err := time.ParseDuration(env("VETVAULT_SESSION_CACHE_TTL", sessioncache.DefaultTTL.String()))
+	if err != nil || sessionCacheTTL < 0 || sessionCacheTTL > maxSessionCacheTTL {
+		return cfg, fmt.Errorf("VETVAULT_SESSION_CACHE_TTL %q is invalid: use a duration from 0s (cache off) to %s", os.Getenv("VETVAULT_SESSION_CACHE_TTL"), maxSessionCacheTTL)
+	}
+	cfg.SessionCacheTTL = sessionCacheTTL
 	return cfg, cfg.validate()
 }
 
@@ -76,6 +113,8 @@ func (c config) validate() error {
 		"VETVAULT_KRATOS_ADMIN_URL":       c.KratosAdminURL,
 		"VETVAULT_KETO_READ_URL":          c.KetoReadURL,
 		"VETVAULT_KETO_WRITE_URL":         c.KetoWriteURL,
+		"VETVAULT_APP_URL":                c.AppURL,
+		"VETVAULT_SMTP_URL":               c.SMTPURL,
 	}
 	for name, value := range urls {
 		parsed, err := url.Parse(value)

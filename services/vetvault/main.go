@@ -3,6 +3,8 @@
 //	vetvault serve     serve the API, docs, web UI and the Kratos proxy
 //	vetvault migrate   apply database migrations as the migration owner
 //	vetvault demo      book a sample clinic day through the public API
+//	vetvault operator create --email EMAIL
+//	                   create a platform operator and print their one-time code
 package main
 
 import (
@@ -17,8 +19,11 @@ import (
 	"time"
 
 	"vetvault/identity"
+	"vetvault/identity/sessioncache"
 	"vetvault/services/api"
 	"vetvault/services/appointment"
+	"vetvault/services/mail"
+	"vetvault/services/staff"
 	"vetvault/tenants"
 	"vetvault/web"
 )
@@ -36,7 +41,7 @@ func main() {
 	}
 }
 
-const usage = "usage: vetvault serve | migrate | demo [flags]"
+const usage = "usage: vetvault serve | migrate | demo | operator create --email EMAIL [flags]"
 
 func run(ctx context.Context, log *slog.Logger, args []string) error {
 	if len(args) == 0 {
@@ -45,6 +50,8 @@ func run(ctx context.Context, log *slog.Logger, args []string) error {
 	switch args[0] {
 	case "demo":
 		return runDemo(ctx, args[1:], os.Stdout)
+	case "operator":
+		return runOperator(ctx, args[1:], os.Stdout)
 	case "serve", "migrate":
 	default:
 		return fmt.Errorf("unknown command %q: %s", args[0], usage)
@@ -73,7 +80,21 @@ func serve(ctx context.Context, log *slog.Logger, cfg config) error {
 	}
 	defer db.Close()
 
-	handler, err := newHandler(cfg, db, log)
+	sessions := newSessionCache(cfg, db, log)
+	listenCtx, stopListening := context.WithCancel(ctx)
+	listenerDone := make(chan struct{})
+	go func() {
+		defer close(listenerDone)
+		if err := sessions.Run(listenCtx); err != nil {
+			log.Error("session cache listener failed; every request now calls Kratos", "err", err)
+		}
+	}()
+	defer func() {
+		stopListening()
+		<-listenerDone
+	}()
+
+	handler, err := newHandler(cfg, db, sessions, log)
 	if err != nil {
 		return err
 	}
@@ -102,11 +123,34 @@ func serve(ctx context.Context, log *slog.Logger, cfg config) error {
 	return nil
 }
 
-// newHandler wires every part of the server onto one handler.
-func newHandler(cfg config, db *tenants.DB, log *slog.Logger) (http.Handler, error) {
+// newSessionCache returns the session cache in front of Kratos's whoami.
+// It serves nothing from memory until its Run is listening, so a server
+// whose listener never runs calls Kratos on every request.
+func newSessionCache(cfg config, db *tenants.DB, log *slog.Logger) *sessioncache.Cache {
 	client := &http.Client{Timeout: 10 * time.Second}
-	sessions := identity.NewSessions(cfg.KratosPublicURL, client)
+	return sessioncache.New(identity.NewSessions(cfg.KratosPublicURL, client), sessioncache.Config{
+		DatabaseURL: cfg.DatabaseURL,
+		DB:          db,
+		TTL:         cfg.SessionCacheTTL,
+		Log:         log,
+	})
+}
+
+// newHandler wires every part of the server onto one handler.
+func newHandler(cfg config, db *tenants.DB, sessions *sessioncache.Cache, log *slog.Logger) (http.Handler, error) {
+	client := &http.Client{Timeout: 10 * time.Second}
 	permissions := identity.NewPermissions(cfg.KetoReadURL, cfg.KetoWriteURL, client)
+
+	admin := identity.NewAdmin(cfg.KratosAdminURL, client)
+	mailer, err := mail.NewSender(cfg.SMTPURL, cfg.MailFrom)
+	if err != nil {
+		return nil, err
+	}
+	// sessionInvalidator drops cached sessions after a revocation.
+	var sessionInvalidator staff.SessionInvalidator = sessions
+	staffService := staff.NewService(db, admin, permissions, mailer, sessionInvalidator,
+		staff.Config{AppURL: cfg.AppURL, InvitationLifetime: cfg.InvitationLifetime}, time.Now, log)
+	operators := newOperatorService(admin, mailer, db, cfg.OperatorCodeLifetime)
 
 	mux := http.NewServeMux()
 	api.New(mux, api.Deps{
@@ -114,15 +158,18 @@ func newHandler(cfg config, db *tenants.DB, log *slog.Logger) (http.Handler, err
 		Permissions:      permissions,
 		Clinics:          tenants.NewClinics(db, permissions, log),
 		Appointments:     appointment.NewStore(db),
+		Staff:            staffService,
+		Operators:        operators,
 		Log:              log,
 		PrivilegedWindow: cfg.PrivilegedWindow,
 		Now:              time.Now,
 	})
 
-	proxy, err := newKratosProxy(cfg.KratosPublicURL, log)
+	proxy, err := newKratosProxy(cfg, db, client, sessions, log)
 	if err != nil {
 		return nil, err
 	}
+	mux.Handle("/v1/", api.Unmatched(mux))
 	mux.Handle("/.ory/", proxy)
 	mux.Handle("GET /healthz", http.HandlerFunc(healthz))
 	mux.Handle("GET /readyz", readyz(log, client, db, cfg))
