@@ -25,6 +25,7 @@ const (
 	ActionRoleGranted         Action = "role.granted"
 	ActionRoleRevoked         Action = "role.revoked"
 	ActionMemberRemoved       Action = "member.removed"
+	ActionAccessDenied        Action = "access.denied"
 )
 
 // Event is one entry of the audit trail. It never carries a secret: no

@@ -11,8 +11,14 @@ import (
 	keto "github.com/ory/keto-client-go"
 )
 
-// ClinicNamespace is the Keto namespace of clinics; its objects are clinic ids.
-const ClinicNamespace = "Clinic"
+// Keto namespaces; their objects are the ids of clinics, branches, pets and
+// custom roles. infra/keto/namespaces.keto.ts defines them.
+const (
+	ClinicNamespace     = "Clinic"
+	BranchNamespace     = "Branch"
+	PetNamespace        = "Pet"
+	ClinicRoleNamespace = "ClinicRole"
+)
 
 // ErrPermissionsUnavailable wraps every failure to reach Keto. Callers must
 // treat it as a denial (fail closed), never as an allow.
@@ -150,4 +156,113 @@ func (p *Permissions) ClinicRoles(ctx context.Context, identityID uuid.UUID) ([]
 		}
 	}
 	return roles, fmt.Errorf("list clinic roles: more than %d pages", maxListPages)
+}
+
+// Relationship is one Keto relation tuple: Namespace:Object#Relation@Subject.
+// The subject is either a user (SubjectID) or a subject set, such as the
+// members of a custom role or a parent object (a Pet's clinic).
+type Relationship struct {
+	Namespace  string
+	Object     string
+	Relation   string
+	SubjectID  uuid.UUID
+	SubjectSet *SubjectSet
+}
+
+// SubjectSet is the subject Namespace:Object#Relation; an empty Relation
+// names the object itself, as OPL relations typed with a class expect.
+type SubjectSet struct {
+	Namespace string
+	Object    string
+	Relation  string
+}
+
+// String formats r as Keto does, for logs and errors. It contains ids only.
+func (r Relationship) String() string {
+	subject := r.SubjectID.String()
+	if r.SubjectSet != nil {
+		subject = r.SubjectSet.Namespace + ":" + r.SubjectSet.Object
+		if r.SubjectSet.Relation != "" {
+			subject += "#" + r.SubjectSet.Relation
+		}
+	}
+	return r.Namespace + ":" + r.Object + "#" + r.Relation + "@" + subject
+}
+
+// Write creates r in Keto. Writing an existing relationship again is harmless.
+func (p *Permissions) Write(ctx context.Context, r Relationship) error {
+	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
+	defer cancel()
+
+	body := keto.NewCreateRelationshipBody()
+	body.SetNamespace(r.Namespace)
+	body.SetObject(r.Object)
+	body.SetRelation(r.Relation)
+	if r.SubjectSet != nil {
+		body.SetSubjectSet(*keto.NewSubjectSet(r.SubjectSet.Namespace, r.SubjectSet.Object, r.SubjectSet.Relation))
+	} else {
+		body.SetSubjectId(r.SubjectID.String())
+	}
+	if _, _, err := p.write.RelationshipApi.CreateRelationship(ctx).CreateRelationshipBody(*body).Execute(); err != nil {
+		return fmt.Errorf("%w: write %s: %w", ErrPermissionsUnavailable, r, err)
+	}
+	return nil
+}
+
+// Delete removes r from Keto. Deleting a missing relationship is harmless.
+func (p *Permissions) Delete(ctx context.Context, r Relationship) error {
+	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
+	defer cancel()
+
+	request := p.write.RelationshipApi.DeleteRelationships(ctx).
+		Namespace(r.Namespace).
+		Object(r.Object).
+		Relation(r.Relation)
+	if r.SubjectSet != nil {
+		request = request.SubjectSetNamespace(r.SubjectSet.Namespace).
+			SubjectSetObject(r.SubjectSet.Object).
+			SubjectSetRelation(r.SubjectSet.Relation)
+	} else {
+		request = request.SubjectId(r.SubjectID.String())
+	}
+	if _, err := request.Execute(); err != nil {
+		return fmt.Errorf("%w: delete %s: %w", ErrPermissionsUnavailable, r, err)
+	}
+	return nil
+}
+
+// Relationships lists every relationship whose object is namespace:object,
+// for reconciling Keto with the database.
+func (p *Permissions) Relationships(ctx context.Context, namespace, object string) ([]Relationship, error) {
+	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
+	defer cancel()
+
+	var found []Relationship
+	pageToken := ""
+	for range maxListPages {
+		request := p.read.RelationshipApi.GetRelationships(ctx).Namespace(namespace).Object(object).PageSize(100)
+		if pageToken != "" {
+			request = request.PageToken(pageToken)
+		}
+		page, _, err := request.Execute()
+		if err != nil {
+			return nil, fmt.Errorf("%w: list relationships of %s:%s: %w", ErrPermissionsUnavailable, namespace, object, err)
+		}
+		for _, tuple := range page.RelationTuples {
+			r := Relationship{Namespace: tuple.Namespace, Object: tuple.Object, Relation: tuple.Relation}
+			if set := tuple.SubjectSet; set != nil {
+				r.SubjectSet = &SubjectSet{Namespace: set.Namespace, Object: set.Object, Relation: set.Relation}
+			} else if id, err := uuid.Parse(tuple.GetSubjectId()); err == nil {
+				r.SubjectID = id
+			} else {
+				continue // a subject that is not an identity id was not written by VetVault
+			}
+			found = append(found, r)
+		}
+		pageToken = page.GetNextPageToken()
+		if pageToken == "" {
+			return found, nil
+		}
+	}
+	return found, fmt.Errorf("list relationships of %s:%s: more than %d pages", namespace, object, maxListPages)
 }

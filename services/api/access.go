@@ -28,14 +28,38 @@ const (
 )
 
 // Access is what an operation declares next to its registration: its
-// audience, for clinic operations the Keto permission on the clinic named by
-// its {clinicID} path parameter, and whether it is a privileged change that
-// needs a recent sign-in. The middleware refuses any operation that declares
-// nothing.
+// audience, for clinic operations the Keto permission it needs and on which
+// object, and whether it is a privileged change that needs a recent sign-in.
+// The middleware refuses any operation that declares nothing.
 type Access struct {
-	Audience   Audience
+	Audience Audience
+	// Permission is checked on Object, or on the clinic named by the
+	// {clinicID} path parameter when Object is zero.
 	Permission string
+	Object     Object
 	Recent     bool
+}
+
+// Object names the Keto object a permission is checked on: a namespace and
+// the path parameter that holds the object's id.
+type Object struct {
+	Namespace string
+	Param     string
+}
+
+// The objects operations check permissions on.
+var (
+	ObjectClinic = Object{Namespace: identity.ClinicNamespace, Param: "clinicID"}
+	ObjectBranch = Object{Namespace: identity.BranchNamespace, Param: "branchID"}
+	ObjectPet    = Object{Namespace: identity.PetNamespace, Param: "petID"}
+)
+
+// object returns the object the permission is checked on.
+func (a Access) object() Object {
+	if a.Object == (Object{}) {
+		return ObjectClinic
+	}
+	return a.Object
 }
 
 const accessKey = "vetvault.access"
@@ -119,7 +143,7 @@ func (h *handlers) authorize(api huma.API) func(huma.Context, func(huma.Context)
 		}
 
 		if access.Permission != "" {
-			status, message := h.checkClinicPermission(ctx, session, access.Permission)
+			status, message := h.checkPermission(ctx, session, access)
 			if status != 0 {
 				h.writeProblem(api, ctx, status, message)
 				return
@@ -130,17 +154,20 @@ func (h *handlers) authorize(api huma.API) func(huma.Context, func(huma.Context)
 	}
 }
 
-// checkClinicPermission returns 0 when the session may use permission on the
-// clinic in the path. A caller with no role in the clinic gets 404, so a
-// clinic's existence does not leak; a member whose role lacks the permission
-// gets 403; an unreachable Keto gets 503.
-func (h *handlers) checkClinicPermission(ctx huma.Context, session identity.Session, permission string) (int, string) {
-	clinicID, err := uuid.Parse(ctx.Param("clinicID"))
-	if err != nil {
+// checkPermission returns 0 when the session holds the operation's
+// permission on its object. A caller with no role in the clinic of the path
+// gets 404, so a clinic's existence does not leak; a member whose roles lack
+// the permission gets 403; an unreachable or slow Keto gets 503. Every
+// denial is written to the audit trail.
+func (h *handlers) checkPermission(ctx huma.Context, session identity.Session, access Access) (int, string) {
+	object := access.object()
+	clinicID, clinicErr := uuid.Parse(ctx.Param("clinicID"))
+	objectID, objectErr := uuid.Parse(ctx.Param(object.Param))
+	if clinicErr != nil || objectErr != nil {
 		return http.StatusNotFound, msgClinicNotFound
 	}
 
-	allowed, err := h.deps.Permissions.Check(ctx.Context(), identity.ClinicNamespace, clinicID.String(), permission, session.IdentityID)
+	allowed, err := h.deps.Permissions.Check(ctx.Context(), object.Namespace, objectID.String(), access.Permission, session.IdentityID)
 	if err != nil {
 		h.log.ErrorContext(ctx.Context(), "permission check failed", "err", err, "clinic_id", clinicID, "request_id", RequestIDFrom(ctx.Context()))
 		return http.StatusServiceUnavailable, msgPermissionsUnavailable
@@ -150,17 +177,48 @@ func (h *handlers) checkClinicPermission(ctx huma.Context, session identity.Sess
 	}
 
 	member := false
-	if permission != permissionViewClinic {
+	if object != ObjectClinic || access.Permission != permissionViewClinic {
 		member, err = h.deps.Permissions.Check(ctx.Context(), identity.ClinicNamespace, clinicID.String(), permissionViewClinic, session.IdentityID)
 		if err != nil {
 			h.log.ErrorContext(ctx.Context(), "membership check failed", "err", err, "clinic_id", clinicID, "request_id", RequestIDFrom(ctx.Context()))
 			return http.StatusServiceUnavailable, msgPermissionsUnavailable
 		}
 	}
+	h.recordDenial(ctx, session, access, object, objectID, clinicID, member)
 	if !member {
 		return http.StatusNotFound, msgClinicNotFound
 	}
-	return http.StatusForbidden, fmt.Sprintf(msgPermissionDenied, permission)
+	return http.StatusForbidden, fmt.Sprintf(msgPermissionDenied, access.Permission)
+}
+
+// recordDenial writes a denied attempt to the audit trail: to the clinic's
+// own trail when the caller is a member, so its privacy review sees it, and
+// to the platform's security events otherwise, because an outsider's probe
+// must not write into a clinic it cannot see. A failed write is logged and
+// does not change the response.
+func (h *handlers) recordDenial(ctx huma.Context, session identity.Session, access Access, object Object, objectID, clinicID uuid.UUID, member bool) {
+	if h.deps.Audit == nil {
+		return
+	}
+	event := identity.Event{
+		Action:    identity.ActionAccessDenied,
+		ActorID:   session.IdentityID,
+		IP:        ClientIPFrom(ctx.Context()),
+		UserAgent: ctx.Header("User-Agent"),
+		Detail: map[string]string{
+			"operation":  ctx.Operation().OperationID,
+			"permission": access.Permission,
+			"object":     object.Namespace + ":" + objectID.String(),
+			"clinic_id":  clinicID.String(),
+		},
+		At: h.deps.Now(),
+	}
+	if member {
+		event.ClinicID = clinicID
+	}
+	if err := h.deps.Audit.Record(ctx.Context(), event); err != nil {
+		h.log.ErrorContext(ctx.Context(), "record denied attempt failed", "err", err, "clinic_id", clinicID, "request_id", RequestIDFrom(ctx.Context()))
+	}
 }
 
 func (h *handlers) writeProblem(api huma.API, ctx huma.Context, status int, message string) {

@@ -52,8 +52,10 @@ type Deps struct {
 	Clinics      ClinicService
 	Appointments AppointmentStore
 	Staff        StaffService
-	Operators    OperatorService
-	Log          *slog.Logger
+	// Audit records denied attempts; nil records nothing.
+	Audit     identity.EventRecorder
+	Operators OperatorService
+	Log       *slog.Logger
 	// PrivilegedWindow is how recent a sign-in must be for an operation
 	// that declares Recent, such as granting a role.
 	PrivilegedWindow time.Duration

@@ -22,6 +22,7 @@ import (
 	"vetvault/identity/sessioncache"
 	"vetvault/services/api"
 	"vetvault/services/appointment"
+	"vetvault/services/audit"
 	"vetvault/services/mail"
 	"vetvault/services/staff"
 	"vetvault/tenants"
@@ -159,6 +160,7 @@ func newHandler(cfg config, db *tenants.DB, sessions *sessioncache.Cache, log *s
 		Clinics:          tenants.NewClinics(db, permissions, log),
 		Appointments:     appointment.NewStore(db),
 		Staff:            staffService,
+		Audit:            audit.NewStore(db, time.Now),
 		Operators:        operators,
 		Log:              log,
 		PrivilegedWindow: cfg.PrivilegedWindow,
