@@ -80,8 +80,8 @@ func (a *Admin) Get(ctx context.Context, id uuid.UUID) (Identity, error) {
 
 	// Kratos keeps a password credential, with the email as identifier and
 	// an empty config, for an identity whose owner never set a password, so
-	// only the config tells. It holds the bcrypt hash, which identityFromKratos
-	// reads for presence only and drops.
+	// only the config shows whether one was set. The config contains the
+	// bcrypt hash, which identityFromKratos checks for presence and drops.
 	found, response, err := a.kratos.IdentityAPI.GetIdentity(ctx, id.String()).IncludeCredential([]string{"password"}).Execute()
 	if response != nil && response.StatusCode == http.StatusNotFound {
 		return Identity{}, ErrIdentityNotFound
@@ -217,7 +217,7 @@ type SessionInfo struct {
 	Devices         []Device
 }
 
-// Device is where a session was used from.
+// Device is the client address and user agent a session was used from.
 type Device struct {
 	IP        string
 	UserAgent string

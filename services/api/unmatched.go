@@ -6,8 +6,8 @@ import (
 	"strings"
 )
 
-// Unmatched answers requests under /v1/ that no operation matches with a
-// problem document, as every other API error is: 405 with an Allow header
+// Unmatched responds to requests under /v1/ that no operation matches with
+// a problem document, like every other API error: 405 with an Allow header
 // when the path exists for other methods, 404 otherwise. Register it on mux
 // for the pattern "/v1/"; more specific operation patterns take precedence.
 func Unmatched(mux *http.ServeMux) http.Handler {

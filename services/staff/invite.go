@@ -16,7 +16,8 @@ import (
 	mailer "vetvault/services/mail"
 )
 
-// Invite asks to give a person a role in a clinic, optionally at one branch.
+// Invite is a request to give a person a role in a clinic, optionally at one
+// branch.
 type Invite struct {
 	Email    string
 	Role     string
@@ -54,7 +55,7 @@ func (in Invite) validate() (string, identity.Role, error) {
 // Invite gives the invitee the role in clinicID and emails them.
 //
 // An email without a Kratos identity gets a new staff identity and a
-// one-time recovery code that lets them set a password; an existing staff
+// one-time recovery code that lets them set a password. An existing staff
 // login (a locum who works for another clinic) just gains the role. The
 // membership, the invitation, their audit events and the Keto relationship
 // commit together, and the email is sent before the commit, so a failed

@@ -450,6 +450,30 @@ func TestInternalErrorHidesDetail(t *testing.T) {
 	}
 }
 
+func TestUnmatchedAPIPathsGetProblems(t *testing.T) {
+	s := newTestServer(t)
+	tests := []struct {
+		method, path string
+		wantStatus   int
+		wantAllow    string
+	}{
+		{http.MethodGet, "/v1/no-such-thing", http.StatusNotFound, ""},
+		{http.MethodDelete, "/v1/me", http.StatusMethodNotAllowed, "GET"},
+	}
+	for _, tt := range tests {
+		r := s.do(tt.method, tt.path, "", nil)
+		if r.status != tt.wantStatus {
+			t.Errorf("%s %s: status %d, want %d", tt.method, tt.path, r.status, tt.wantStatus)
+		}
+		if ct := r.header.Get("Content-Type"); ct != "application/problem+json" {
+			t.Errorf("%s %s: Content-Type %q, want application/problem+json", tt.method, tt.path, ct)
+		}
+		if got := r.header.Get("Allow"); got != tt.wantAllow {
+			t.Errorf("%s %s: Allow %q, want %q", tt.method, tt.path, got, tt.wantAllow)
+		}
+	}
+}
+
 func TestPlatformEndpoints(t *testing.T) {
 	s := newTestServer(t)
 	checks := []struct {
