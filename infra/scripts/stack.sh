@@ -500,14 +500,16 @@ cmd_up() {
   # Restart even a healthy server, because its code may have changed.
   stop_server vetvault
   start_vetvault
-  await_server vetvault http_ok http://127.0.0.1:8080/readyz
+  # Browsers must use localhost, the WebAuthn relying party id in
+  # infra/kratos/kratos.yml; the server itself listens on 127.0.0.1.
+  await_server vetvault http_ok http://localhost:8080/readyz
 
   cat <<EOF
 
-VetVault is running:
-  app           http://127.0.0.1:8080/
-  API docs      http://127.0.0.1:8080/docs
-  OpenAPI       http://127.0.0.1:8080/openapi.json
+VetVault is running (listening on 127.0.0.1; browse at localhost):
+  app           http://localhost:8080/
+  API docs      http://localhost:8080/docs
+  OpenAPI       http://localhost:8080/openapi.json
   mail (UI)     http://127.0.0.1:8025/
 Logs: $LOG_DIR/ (go tool task logs)
 Stop: go tool task down

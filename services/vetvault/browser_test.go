@@ -33,23 +33,34 @@ import (
 
 const (
 	chromiumPath = "/usr/bin/chromium"
-	// browserAddr is where the server must listen, because Kratos's
-	// configuration sends browsers to http://127.0.0.1:8080 after every
-	// self-service step.
+	// browserAddr is where the server must listen, and browserURL is where
+	// the browser must open it, because Kratos's configuration sends browsers
+	// to http://localhost:8080 after every self-service step and its
+	// WebAuthn relying party id is localhost. localhost must resolve to
+	// 127.0.0.1 on the test machine.
 	browserAddr = "127.0.0.1:8080"
+	browserURL  = "http://localhost:8080"
 	// browserTimeout bounds one browser test from Chromium's start to its
 	// last check.
 	browserTimeout = 60 * time.Second
 )
 
 // startBrowserServer serves the whole VetVault handler on browserAddr for
-// the test and returns its base URL. It skips the test when another process
+// the test and returns browserURL. It skips the test when another process
 // holds the port.
 func startBrowserServer(t *testing.T) string {
 	t.Helper()
+	base, _ := startBrowserServerWithDB(t)
+	return base
+}
+
+// startBrowserServerWithDB is startBrowserServer that also returns the
+// server's database, for tests that check what the server wrote.
+func startBrowserServerWithDB(t *testing.T) (string, *tenanttest.Database) {
+	t.Helper()
 	listener, err := net.Listen("tcp", browserAddr)
 	if errors.Is(err, syscall.EADDRINUSE) {
-		t.Skipf("skipped: %s is taken by another process, and Kratos redirects browsers to http://%s, so the browser test cannot run its own server there", browserAddr, browserAddr)
+		t.Skipf("skipped: %s is taken by another process, and Kratos redirects browsers to %s, so the browser test cannot run its own server there", browserAddr, browserURL)
 	}
 	if err != nil {
 		t.Fatalf("listen on %s: %v", browserAddr, err)
@@ -71,7 +82,7 @@ func startBrowserServer(t *testing.T) string {
 	server := &httptest.Server{Listener: listener, Config: &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}}
 	server.Start()
 	t.Cleanup(server.Close)
-	return "http://" + browserAddr
+	return browserURL, db
 }
 
 // tab is a Chromium tab under test. Its listener records what the pages

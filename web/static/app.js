@@ -10,6 +10,7 @@
 // flow is in, and no step is hard-coded here.
 import { el } from "./dom.js";
 import { messages } from "./messages.js";
+import { isTrigger, loadScript, triggerButton } from "./securitykey.js";
 
 const app = document.getElementById("app");
 
@@ -150,6 +151,13 @@ function renderFlow(kind, flow) {
     const form = el("form", { method: flow.ui.method, action: flow.ui.action, class: minor ? "flow-form minor" : "flow-form", "data-group": group },
       heading ? el("h2", {}, heading) : null);
     for (const node of [...shared, ...nodes]) form.append(renderNode(node, group));
+    if (group === "webauthn" && !nodes.some((node) => node.attributes.name === "method")) {
+      // No control in this form sends a method, because webauthn.js submits
+      // it without a submit button and a key's remove button is named
+      // webauthn_remove. Kratos v1.3.1 infers the method from those fields,
+      // but the /.ory/ proxy audits a sign-in or a key change by its method.
+      form.append(el("input", { type: "hidden", name: "method", value: "webauthn" }));
+    }
     parts.push(form);
   }
   parts.push(flowLinks(kind, flow));
@@ -211,10 +219,11 @@ function renderNode(node, group) {
     case "input":
       wrapper.append(...renderInput(a, label, group));
       break;
+    case "script":
+      // Kratos's webauthn.js, which the security key buttons call.
+      loadScript(a);
+      return document.createTextNode("");
     default:
-      // NOTE: "script" nodes (WebAuthn and passkeys) are not rendered: they
-      // need Kratos's script and inline handlers, which this page's CSP
-      // blocks. Both methods are off in infra/kratos/kratos.yml.
       return document.createTextNode("");
   }
   const nodeMessages = renderMessages(node.messages);
@@ -241,17 +250,26 @@ function renderText(nodeID, message, label) {
 
 function renderInput(a, label, group) {
   if (a.type === "hidden") return [el("input", { type: "hidden", name: a.name, value: a.value })];
+  if (isTrigger(a)) {
+    // Kratos labels this button "Sign in with hardware key", though at this
+    // step the password has already been given.
+    const text = a.name === "webauthn_login_trigger" ? messages.flow.securityKey.use : label;
+    return triggerButton(a, text || a.name);
+  }
   if (a.type === "submit" || a.type === "button") {
     // A side path must submit even while the form's required inputs are
     // empty, as "Resend code" is pressed before any code arrives.
     const secondary = isSecondary(a);
+    // Removing a security key is not the form's main action, and must not
+    // wait for the name of a new key.
+    const removeKey = a.name === "webauthn_remove";
     return [el("button", {
       type: "submit",
       name: a.name,
       value: a.value,
       disabled: a.disabled,
-      class: secondary ? "secondary" : undefined,
-      formnovalidate: secondary,
+      class: secondary || removeKey ? "secondary" : undefined,
+      formnovalidate: secondary || removeKey,
     }, label || a.value)];
   }
   const id = `${group}-${a.name}`.replace(/[^A-Za-z0-9_-]/g, "-");
@@ -261,7 +279,9 @@ function renderInput(a, label, group) {
     type: a.type,
     value: a.type === "checkbox" ? "true" : a.value,
     checked: a.type === "checkbox" && a.value === true,
-    required: a.required,
+    // Kratos v1.3.1 rejects a new security key without a name, though it
+    // does not mark the input required.
+    required: a.required || a.name === "webauthn_register_displayname",
     disabled: a.disabled,
     pattern: a.pattern,
     maxlength: a.maxlength,

@@ -43,6 +43,13 @@ export const messages = {
     totpSecretHint: "If you cannot scan the QR code, type this key into your authenticator app:",
     lookupCodesHint: "Keep these recovery codes somewhere safe. Each one signs you in once if you lose your authenticator.",
     usedCode: (code) => `${code} (used)`,
+    securityKey: {
+      // Replaces Kratos's label of the security key button at sign-in.
+      use: "Use security key",
+      unsupported: "This browser cannot use security keys. Use your authenticator app or a recovery code instead.",
+      scriptFailed: "The security key script did not load. Reload the page and try again.",
+      unknownTrigger: "This security key button is not supported by this page.",
+    },
     links: {
       register: "Register your clinic",
       signIn: "Already registered? Sign in",
@@ -67,10 +74,10 @@ export const messages = {
     register: "register your clinic",
     signedInAs: (email) => `Signed in as ${email}.`,
     aal2: "Second factor verified (AAL2).",
-    enrolRequired: "Set up an authenticator app before you can use clinic data.",
+    enrolRequired: "Set up an authenticator app or a security key before you can use clinic data.",
     enrolLink: "Set up two-factor sign-in",
-    secondFactorPending: "Your account has an authenticator app. Enter its code to finish signing in.",
-    continueLink: "Continue with your authenticator code",
+    secondFactorPending: "Your account has a second factor. Use it to finish signing in.",
+    continueLink: "Continue with your authenticator app or security key",
     clinicsHeading: "Your clinics",
     noClinics: "You are not a member of any clinic yet.",
     roles: (roles) => (roles.length ? roles.join(", ") : "no role"),
