@@ -113,26 +113,87 @@ func (p *Permissions) RevokeClinicRole(ctx context.Context, clinicID, identityID
 	return nil
 }
 
-// ClinicRole is one role an identity holds in one clinic.
+// ClinicRole is one role an identity holds in one clinic: a built-in role
+// for the whole clinic, a built-in role at one branch (BranchID set), or a
+// custom role (CustomRoleID set, Role empty).
 type ClinicRole struct {
-	ClinicID uuid.UUID
-	Role     Role
+	ClinicID     uuid.UUID
+	Role         Role
+	BranchID     uuid.UUID
+	CustomRoleID uuid.UUID
 }
 
-// maxListPages bounds how many pages of relationships ClinicRoles reads,
-// so a corrupt page token cannot loop forever.
+// maxListPages bounds how many pages of relationships a listing reads, so a
+// corrupt page token cannot loop forever.
 const maxListPages = 20
 
-// ClinicRoles lists the clinic roles held by identityID, as Keto stores them.
+// ClinicRoles lists every role identityID holds, as Keto stores them:
+// built-in roles of whole clinics, built-in roles at branches, and custom
+// roles. A branch or custom role whose clinic Keto cannot name (a custom
+// role that grants nothing) is left out, because it grants nothing.
 func (p *Permissions) ClinicRoles(ctx context.Context, identityID uuid.UUID) ([]ClinicRole, error) {
 	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
 	defer cancel()
 
+	clinicTuples, err := p.relationshipsOf(ctx, ClinicNamespace, identityID)
+	if err != nil {
+		return nil, err
+	}
 	var roles []ClinicRole
+	for _, tuple := range clinicTuples {
+		role, ok := roleOfRelation(tuple.Relation)
+		clinicID, err := uuid.Parse(tuple.Object)
+		if ok && err == nil {
+			roles = append(roles, ClinicRole{ClinicID: clinicID, Role: role})
+		}
+	}
+
+	branchTuples, err := p.relationshipsOf(ctx, BranchNamespace, identityID)
+	if err != nil {
+		return nil, err
+	}
+	for _, tuple := range branchTuples {
+		role, ok := roleOfRelation(tuple.Relation)
+		branchID, err := uuid.Parse(tuple.Object)
+		if !ok || err != nil {
+			continue
+		}
+		clinicID, err := p.parentClinic(ctx, Relationship{Namespace: BranchNamespace, Object: branchID.String(), Relation: "clinic"})
+		if err != nil {
+			return nil, err
+		}
+		if clinicID != uuid.Nil {
+			roles = append(roles, ClinicRole{ClinicID: clinicID, Role: role, BranchID: branchID})
+		}
+	}
+
+	customTuples, err := p.relationshipsOf(ctx, ClinicRoleNamespace, identityID)
+	if err != nil {
+		return nil, err
+	}
+	for _, tuple := range customTuples {
+		roleID, err := uuid.Parse(tuple.Object)
+		if tuple.Relation != "members" || err != nil {
+			continue
+		}
+		clinicID, err := p.customRoleClinic(ctx, roleID)
+		if err != nil {
+			return nil, err
+		}
+		if clinicID != uuid.Nil {
+			roles = append(roles, ClinicRole{ClinicID: clinicID, CustomRoleID: roleID})
+		}
+	}
+	return roles, nil
+}
+
+// relationshipsOf lists the tuples in namespace whose subject is identityID.
+func (p *Permissions) relationshipsOf(ctx context.Context, namespace string, identityID uuid.UUID) ([]keto.Relationship, error) {
+	var found []keto.Relationship
 	pageToken := ""
 	for range maxListPages {
 		request := p.read.RelationshipApi.GetRelationships(ctx).
-			Namespace(ClinicNamespace).
+			Namespace(namespace).
 			SubjectId(identityID.String()).
 			PageSize(100)
 		if pageToken != "" {
@@ -140,22 +201,53 @@ func (p *Permissions) ClinicRoles(ctx context.Context, identityID uuid.UUID) ([]
 		}
 		page, _, err := request.Execute()
 		if err != nil {
-			return nil, fmt.Errorf("%w: list clinic roles: %w", ErrPermissionsUnavailable, err)
+			return nil, fmt.Errorf("%w: list %s relationships of an identity: %w", ErrPermissionsUnavailable, namespace, err)
 		}
-		for _, tuple := range page.RelationTuples {
-			role, ok := roleOfRelation(tuple.Relation)
-			clinicID, err := uuid.Parse(tuple.Object)
-			if !ok || err != nil {
-				continue
-			}
-			roles = append(roles, ClinicRole{ClinicID: clinicID, Role: role})
-		}
+		found = append(found, page.RelationTuples...)
 		pageToken = page.GetNextPageToken()
 		if pageToken == "" {
-			return roles, nil
+			return found, nil
 		}
 	}
-	return roles, fmt.Errorf("list clinic roles: more than %d pages", maxListPages)
+	return found, fmt.Errorf("list %s relationships of an identity: more than %d pages", namespace, maxListPages)
+}
+
+// parentClinic returns the clinic that the tuples matching r point to with a
+// Clinic subject set, or uuid.Nil when there is none.
+func (p *Permissions) parentClinic(ctx context.Context, r Relationship) (uuid.UUID, error) {
+	page, _, err := p.read.RelationshipApi.GetRelationships(ctx).
+		Namespace(r.Namespace).Object(r.Object).Relation(r.Relation).PageSize(10).Execute()
+	if err != nil {
+		return uuid.Nil, fmt.Errorf("%w: find clinic of %s:%s: %w", ErrPermissionsUnavailable, r.Namespace, r.Object, err)
+	}
+	for _, tuple := range page.RelationTuples {
+		if set := tuple.SubjectSet; set != nil && set.Namespace == ClinicNamespace {
+			if id, err := uuid.Parse(set.Object); err == nil {
+				return id, nil
+			}
+		}
+	}
+	return uuid.Nil, nil
+}
+
+// customRoleClinic returns the clinic whose grants_* relations name the
+// members of custom role roleID, or uuid.Nil when it grants nothing.
+func (p *Permissions) customRoleClinic(ctx context.Context, roleID uuid.UUID) (uuid.UUID, error) {
+	page, _, err := p.read.RelationshipApi.GetRelationships(ctx).
+		Namespace(ClinicNamespace).
+		SubjectSetNamespace(ClinicRoleNamespace).
+		SubjectSetObject(roleID.String()).
+		SubjectSetRelation("members").
+		PageSize(1).Execute()
+	if err != nil {
+		return uuid.Nil, fmt.Errorf("%w: find clinic of custom role %s: %w", ErrPermissionsUnavailable, roleID, err)
+	}
+	for _, tuple := range page.RelationTuples {
+		if id, err := uuid.Parse(tuple.Object); err == nil {
+			return id, nil
+		}
+	}
+	return uuid.Nil, nil
 }
 
 // Relationship is one Keto relation tuple: Namespace:Object#Relation@Subject.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strings"
 	"time"
 
@@ -51,22 +50,16 @@ type NewClinic struct {
 	OwnerEmail string
 }
 
-// RoleGranter writes and removes the Keto relationships behind clinic roles.
-type RoleGranter interface {
-	GrantClinicRole(ctx context.Context, clinicID, identityID uuid.UUID, role identity.Role) error
-	RevokeClinicRole(ctx context.Context, clinicID, identityID uuid.UUID, role identity.Role) error
-}
-
 // Clinics creates and reads clinics.
 type Clinics struct {
-	db    *DB
-	roles RoleGranter
-	log   *slog.Logger
+	db     *DB
+	outbox *Outbox
 }
 
-// NewClinics returns the clinic service.
-func NewClinics(db *DB, roles RoleGranter, log *slog.Logger) *Clinics {
-	return &Clinics{db: db, roles: roles, log: log}
+// NewClinics returns the clinic service; outbox carries the new clinic's
+// relationships to Keto.
+func NewClinics(db *DB, outbox *Outbox) *Clinics {
+	return &Clinics{db: db, outbox: outbox}
 }
 
 const maxNameLength = 120
@@ -89,15 +82,10 @@ func (n NewClinic) normalise() (NewClinic, error) {
 
 // Create creates a clinic with its first branch and makes owner its owner.
 //
-// The rows and the owner membership are written in one transaction. The
-// owner relationship is written to Keto before that transaction commits, so
-// a Keto failure stores nothing. If the commit fails, the relationship is
-// removed again.
-//
-// NOTE: a crash between the Keto write and the commit leaves an owner
-// relationship to a clinic that does not exist. It grants nothing, because no
-// clinic rows carry that id, but a transactional outbox with a reconciler
-// would remove it.
+// The rows, the owner membership and the outbox rows of the owner's and the
+// branch's relationships are written in one transaction. The relationships
+// are written to Keto before it commits, which is safe only because the
+// clinic does not exist until then, so a Keto failure stores nothing.
 func (c *Clinics) Create(ctx context.Context, owner uuid.UUID, input NewClinic) (Clinic, error) {
 	input, err := input.normalise()
 	if err != nil {
@@ -113,8 +101,7 @@ func (c *Clinics) Create(ctx context.Context, owner uuid.UUID, input NewClinic) 
 	}
 
 	clinic := Clinic{ID: clinicID, Name: input.Name, CreatedBy: owner, Branches: []Branch{{ID: branchID, Name: input.BranchName}}}
-	granted := false
-	err = c.db.InClinic(ctx, clinicID, func(tx pgx.Tx) error {
+	err = c.outbox.inNewClinic(ctx, clinicID, func(tx pgx.Tx, changes *Changes) error {
 		err := tx.QueryRow(ctx,
 			`INSERT INTO clinics (tenant_id, name, created_by) VALUES ($1, $2, $3) RETURNING created_at`,
 			clinicID, input.Name, owner).Scan(&clinic.CreatedAt)
@@ -131,29 +118,14 @@ func (c *Clinics) Create(ctx context.Context, owner uuid.UUID, input NewClinic) 
 			clinicID, owner, string(identity.RoleOwner), identity.NormaliseEmail(input.OwnerEmail)); err != nil {
 			return fmt.Errorf("insert owner membership: %w", err)
 		}
-		if err := c.roles.GrantClinicRole(ctx, clinicID, owner, identity.RoleOwner); err != nil {
-			return fmt.Errorf("grant owner: %w", err)
-		}
-		granted = true
+		changes.Write(Grant{IdentityID: owner, Role: identity.RoleOwner}.Relationship(clinicID))
+		changes.Write(BranchLinks(clinicID, branchID)...)
 		return nil
 	})
 	if err != nil {
-		if granted {
-			c.revokeAfterFailedCreate(ctx, clinicID, owner)
-		}
 		return Clinic{}, fmt.Errorf("create clinic: %w", err)
 	}
 	return clinic, nil
-}
-
-func (c *Clinics) revokeAfterFailedCreate(ctx context.Context, clinicID, owner uuid.UUID) {
-	// The request context may already be cancelled, which is often why the
-	// commit failed, so the clean-up gets its own short deadline.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	if err := c.roles.RevokeClinicRole(ctx, clinicID, owner, identity.RoleOwner); err != nil {
-		c.log.ErrorContext(ctx, "revoke owner of uncommitted clinic failed", "clinic_id", clinicID, "err", err)
-	}
 }
 
 // Get returns a clinic with its branches, ordered by name.

@@ -5,6 +5,9 @@ import (
 	"net/http"
 
 	"github.com/danielgtaylor/huma/v2"
+	"github.com/google/uuid"
+
+	"vetvault/identity"
 )
 
 type meOutput struct {
@@ -13,7 +16,7 @@ type meOutput struct {
 		Email      string             `json:"email"`
 		AAL        string             `json:"aal" doc:"Authenticator assurance level of this session; always aal2 here"`
 		Operator   bool               `json:"operator" doc:"True for a platform operator, who is never a clinic member"`
-		Clinics    []clinicMembership `json:"clinics" doc:"Clinics and roles of a staff member"`
+		Clinics    []clinicMembership `json:"clinics" doc:"Clinics and roles of a staff member; a role at one branch reads role@branch-id, a custom role custom:role-id"`
 	}
 }
 
@@ -67,8 +70,21 @@ func (h *handlers) getMe(ctx context.Context, _ *struct{}) (*meOutput, error) {
 			index[id] = i
 		}
 		if i >= 0 {
-			out.Body.Clinics[i].Roles = append(out.Body.Clinics[i].Roles, string(role.Role))
+			out.Body.Clinics[i].Roles = append(out.Body.Clinics[i].Roles, roleLabel(role))
 		}
 	}
 	return out, nil
+}
+
+// roleLabel names a role for /v1/me: "nurse", "nurse@<branch id>" for a role
+// at one branch, or "custom:<role id>" for a custom role.
+func roleLabel(role identity.ClinicRole) string {
+	switch {
+	case role.CustomRoleID != uuid.Nil:
+		return "custom:" + role.CustomRoleID.String()
+	case role.BranchID != uuid.Nil:
+		return string(role.Role) + "@" + role.BranchID.String()
+	default:
+		return string(role.Role)
+	}
 }

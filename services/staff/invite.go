@@ -14,6 +14,7 @@ import (
 	"vetvault/identity"
 	"vetvault/services/audit"
 	mailer "vetvault/services/mail"
+	"vetvault/tenants"
 )
 
 // Invite is a request to give a person a role in a clinic, optionally at one
@@ -49,17 +50,22 @@ func (in Invite) validate() (string, identity.Role, error) {
 	if err != nil {
 		return "", "", &InvalidInviteError{Field: "role", Message: err.Error()}
 	}
+	if role == identity.RoleOwner && in.BranchID != uuid.Nil {
+		return "", "", &InvalidInviteError{Field: "branch_id", Message: "an owner holds the whole clinic: omit branch_id"}
+	}
 	return identity.NormaliseEmail(address.Address), role, nil
 }
 
-// Invite gives the invitee the role in clinicID and emails them.
+// Invite gives the invitee the role in clinicID, at one branch when
+// in.BranchID is set, and emails them.
 //
 // An email without a Kratos identity gets a new staff identity and a
 // one-time recovery code that lets them set a password. An existing staff
 // login (a locum who works for another clinic) just gains the role. The
-// membership, the invitation, their audit events and the Keto relationship
-// commit together, and the email is sent before the commit, so a failed
-// email leaves nothing behind but an unused identity.
+// membership, the invitation, their audit events and the outbox row of the
+// Keto relationship commit together, and Keto gets the relationship right
+// after the commit. The email is sent before the commit, so a failed email
+// leaves nothing behind but an unused identity.
 func (s *Service) Invite(ctx context.Context, clinicID uuid.UUID, actor Actor, in Invite) (Invitation, error) {
 	email, role, err := in.validate()
 	if err != nil {
@@ -100,22 +106,15 @@ func (s *Service) Invite(ctx context.Context, clinicID uuid.UUID, actor Actor, i
 		ExpiresAt: s.now().Add(s.cfg.InvitationLifetime),
 	}
 
-	granted := false
-	err = s.db.InClinic(ctx, clinicID, func(tx pgx.Tx) error {
+	err = s.outbox.InClinic(ctx, clinicID, func(tx pgx.Tx, changes *tenants.Changes) error {
 		clinicName, err := s.addMembership(ctx, tx, invitation, actor)
 		if err != nil {
 			return err
 		}
-		if err := s.relationships.GrantClinicRole(ctx, clinicID, invitee.ID, role); err != nil {
-			return err
-		}
-		granted = true
+		changes.Write(tenants.Grant{IdentityID: invitee.ID, Role: role, BranchID: in.BranchID}.Relationship(clinicID))
 		return s.sendInvitation(ctx, invitation, clinicName)
 	})
 	if err != nil {
-		if granted {
-			s.revokeAfterFailure(ctx, clinicID, invitee.ID, role)
-		}
 		return Invitation{}, fmt.Errorf("invite to clinic %s: %w", clinicID, err)
 	}
 	return invitation, nil
@@ -136,11 +135,12 @@ func (s *Service) addMembership(ctx context.Context, tx pgx.Tx, in Invitation, a
 	if in.BranchID != uuid.Nil {
 		branch = in.BranchID
 	}
-	// A deactivated membership with the same role is reactivated.
+	// A deactivated membership with the same role at the same place is
+	// reactivated.
 	tag, err := tx.Exec(ctx, `INSERT INTO memberships (tenant_id, identity_id, role, email, branch_id)
 		VALUES ($1, $2, $3, $4, $5)
-		ON CONFLICT (tenant_id, identity_id, role) DO UPDATE
-		SET active = true, branch_id = EXCLUDED.branch_id, email = EXCLUDED.email
+		ON CONFLICT (tenant_id, identity_id, role, branch_id, custom_role_id) DO UPDATE
+		SET active = true, email = EXCLUDED.email
 		WHERE NOT memberships.active`,
 		in.ClinicID, in.IdentityID, string(in.Role), in.Email, branch)
 	if err := translate(err); err != nil {
@@ -202,12 +202,4 @@ func (s *Service) sendInvitation(ctx context.Context, in Invitation, clinicName 
 	message.Subject = fmt.Sprintf(inviteNewSubject, clinicName)
 	message.Body = fmt.Sprintf(inviteNewBody, clinicName, in.Role, code.Link, code.Code, code.ExpiresAt.In(ist).Format("2 Jan 2006 15:04"))
 	return s.mailer.Send(ctx, message)
-}
-
-func (s *Service) revokeAfterFailure(ctx context.Context, clinicID, identityID uuid.UUID, role identity.Role) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	if err := s.relationships.RevokeClinicRole(ctx, clinicID, identityID, role); err != nil {
-		s.log.ErrorContext(ctx, "revoke role of failed invitation failed", "clinic_id", clinicID, "identity_id", identityID, "err", err)
-	}
 }

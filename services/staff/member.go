@@ -10,6 +10,7 @@ import (
 
 	"vetvault/identity"
 	"vetvault/services/audit"
+	"vetvault/tenants"
 )
 
 // Member is a person with one or more roles in a clinic.
@@ -25,7 +26,10 @@ type Member struct {
 func (s *Service) List(ctx context.Context, clinicID uuid.UUID) ([]Member, error) {
 	var members []Member
 	err := s.db.InClinic(ctx, clinicID, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `SELECT identity_id, max(email), array_agg(role ORDER BY role), bool_or(active), min(created_at)
+		// Roles lists built-in roles, clinic-wide or at a branch, once each.
+		rows, err := tx.Query(ctx, `SELECT identity_id, max(email),
+			COALESCE(array_agg(DISTINCT role ORDER BY role) FILTER (WHERE role IS NOT NULL), '{}'),
+			bool_or(active), min(created_at)
 			FROM memberships WHERE tenant_id = $1
 			GROUP BY identity_id ORDER BY max(email), identity_id`, clinicID)
 		if err != nil {
@@ -64,28 +68,28 @@ func (s *Service) Remove(ctx context.Context, clinicID uuid.UUID, actor Actor, t
 }
 
 // endMembership deactivates target's memberships, or deletes them when
-// remove is set, with the owner rules, removes the Keto relationships and
-// audits it all in one transaction.
+// remove is set, with the owner rules, and audits it all in one
+// transaction. Every role the target held, clinic-wide, at a branch or
+// custom, loses its Keto relationship before the commit.
 func (s *Service) endMembership(ctx context.Context, clinicID uuid.UUID, actor Actor, target uuid.UUID, remove bool) error {
 	if target == actor.IdentityID {
 		return ErrCannotTargetSelf
 	}
 	change := `UPDATE memberships SET active = false
-		WHERE tenant_id = $1 AND identity_id = $2 AND active RETURNING role`
+		WHERE tenant_id = $1 AND identity_id = $2 AND active RETURNING id`
 	if remove {
-		change = `DELETE FROM memberships WHERE tenant_id = $1 AND identity_id = $2 RETURNING role`
+		change = `DELETE FROM memberships WHERE tenant_id = $1 AND identity_id = $2 RETURNING id`
 	}
 
-	var revoked []identity.Role
-	err := s.db.InClinic(ctx, clinicID, func(tx pgx.Tx) error {
-		roles, err := s.activeRoles(ctx, tx, clinicID, target)
+	err := s.outbox.InClinic(ctx, clinicID, func(tx pgx.Tx, changes *tenants.Changes) error {
+		grants, err := s.activeGrants(ctx, tx, clinicID, target)
 		if err != nil {
 			return err
 		}
-		if len(roles) == 0 && !remove {
+		if len(grants) == 0 && !remove {
 			return ErrMemberNotFound
 		}
-		if err := s.checkOwnerRules(ctx, tx, clinicID, actor, roles); err != nil {
+		if err := s.checkOwnerRules(ctx, tx, clinicID, actor, grants); err != nil {
 			return err
 		}
 
@@ -93,7 +97,7 @@ func (s *Service) endMembership(ctx context.Context, clinicID uuid.UUID, actor A
 		if err != nil {
 			return fmt.Errorf("end membership: %w", err)
 		}
-		ended, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		ended, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
 		if err != nil {
 			return fmt.Errorf("end membership: %w", err)
 		}
@@ -101,12 +105,9 @@ func (s *Service) endMembership(ctx context.Context, clinicID uuid.UUID, actor A
 			return ErrMemberNotFound
 		}
 
-		for _, role := range roles {
-			if err := s.relationships.RevokeClinicRole(ctx, clinicID, target, role); err != nil {
-				return err
-			}
-			revoked = append(revoked, role)
-			event := s.event(identity.ActionRoleRevoked, actor, clinicID, target, map[string]string{"role": string(role)})
+		for _, grant := range grants {
+			changes.Delete(grant.Relationship(clinicID))
+			event := s.event(identity.ActionRoleRevoked, actor, clinicID, target, grant.AuditDetail())
 			if err := audit.Append(ctx, tx, event); err != nil {
 				return err
 			}
@@ -117,34 +118,30 @@ func (s *Service) endMembership(ctx context.Context, clinicID uuid.UUID, actor A
 		return nil
 	})
 	if err != nil {
-		s.restoreAfterFailure(ctx, clinicID, target, revoked)
 		return fmt.Errorf("end membership in clinic %s: %w", clinicID, err)
 	}
 	return s.deactivateIfClinicless(ctx, actor, target)
 }
 
-func (s *Service) activeRoles(ctx context.Context, tx pgx.Tx, clinicID, target uuid.UUID) ([]identity.Role, error) {
-	rows, err := tx.Query(ctx, `SELECT role FROM memberships WHERE tenant_id = $1 AND identity_id = $2 AND active`, clinicID, target)
+func (s *Service) activeGrants(ctx context.Context, tx pgx.Tx, clinicID, target uuid.UUID) ([]tenants.Grant, error) {
+	rows, err := tx.Query(ctx, `SELECT identity_id, role, branch_id, custom_role_id FROM memberships
+		WHERE tenant_id = $1 AND identity_id = $2 AND active`, clinicID, target)
 	if err != nil {
 		return nil, fmt.Errorf("select roles: %w", err)
 	}
-	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	grants, err := pgx.CollectRows(rows, tenants.ScanGrant)
 	if err != nil {
 		return nil, fmt.Errorf("read roles: %w", err)
 	}
-	roles := make([]identity.Role, 0, len(names))
-	for _, name := range names {
-		roles = append(roles, identity.Role(name))
-	}
-	return roles, nil
+	return grants, nil
 }
 
 // checkOwnerRules enforces that only an owner may end an owner's membership
 // and that a clinic always keeps at least one active owner.
-func (s *Service) checkOwnerRules(ctx context.Context, tx pgx.Tx, clinicID uuid.UUID, actor Actor, targetRoles []identity.Role) error {
+func (s *Service) checkOwnerRules(ctx context.Context, tx pgx.Tx, clinicID uuid.UUID, actor Actor, targetGrants []tenants.Grant) error {
 	targetIsOwner := false
-	for _, role := range targetRoles {
-		targetIsOwner = targetIsOwner || role == identity.RoleOwner
+	for _, grant := range targetGrants {
+		targetIsOwner = targetIsOwner || grant.Role == identity.RoleOwner
 	}
 	if !targetIsOwner {
 		return nil
@@ -169,7 +166,8 @@ func (s *Service) checkOwnerRules(ctx context.Context, tx pgx.Tx, clinicID uuid.
 }
 
 // deactivateIfClinicless deactivates target's login and ends its sessions
-// when target holds no role in any clinic any more.
+// when target holds no role, clinic-wide, at a branch or custom, in any
+// clinic any more.
 func (s *Service) deactivateIfClinicless(ctx context.Context, actor Actor, target uuid.UUID) error {
 	remaining, err := s.relationships.ClinicRoles(ctx, target)
 	if err != nil {
@@ -189,14 +187,4 @@ func (s *Service) deactivateIfClinicless(ctx context.Context, actor Actor, targe
 	}
 	event := s.event(identity.ActionIdentityDeactivated, actor, uuid.Nil, target, nil)
 	return s.db.InPlatform(ctx, func(tx pgx.Tx) error { return audit.Append(ctx, tx, event) })
-}
-
-func (s *Service) restoreAfterFailure(ctx context.Context, clinicID, target uuid.UUID, roles []identity.Role) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	for _, role := range roles {
-		if err := s.relationships.GrantClinicRole(ctx, clinicID, target, role); err != nil {
-			s.log.ErrorContext(ctx, "restore role after failed change failed", "clinic_id", clinicID, "identity_id", target, "err", err)
-		}
-	}
 }

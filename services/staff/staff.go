@@ -50,11 +50,10 @@ type Directory interface {
 	ListSessions(ctx context.Context, id uuid.UUID) ([]identity.SessionInfo, error)
 }
 
-// Relationships reads and writes clinic roles in Keto.
+// Relationships reads clinic roles in Keto. Changes to them go through the
+// outbox instead.
 type Relationships interface {
 	Check(ctx context.Context, namespace, object, permission string, subject uuid.UUID) (bool, error)
-	GrantClinicRole(ctx context.Context, clinicID, identityID uuid.UUID, role identity.Role) error
-	RevokeClinicRole(ctx context.Context, clinicID, identityID uuid.UUID, role identity.Role) error
 	ClinicRoles(ctx context.Context, identityID uuid.UUID) ([]identity.ClinicRole, error)
 }
 
@@ -89,6 +88,7 @@ type Config struct {
 // Service manages clinic staff.
 type Service struct {
 	db            *tenants.DB
+	outbox        *tenants.Outbox
 	directory     Directory
 	relationships Relationships
 	mailer        Mailer
@@ -98,10 +98,11 @@ type Service struct {
 	log           *slog.Logger
 }
 
-// NewService returns the staff service.
-func NewService(db *tenants.DB, directory Directory, relationships Relationships, mailer Mailer,
+// NewService returns the staff service. Membership changes reach Keto
+// through outbox.
+func NewService(db *tenants.DB, outbox *tenants.Outbox, directory Directory, relationships Relationships, mailer Mailer,
 	sessions SessionInvalidator, cfg Config, now func() time.Time, log *slog.Logger) *Service {
-	return &Service{db: db, directory: directory, relationships: relationships, mailer: mailer,
+	return &Service{db: db, outbox: outbox, directory: directory, relationships: relationships, mailer: mailer,
 		sessions: sessions, cfg: cfg, now: now, log: log}
 }
 

@@ -334,6 +334,28 @@ func TestInvitationLocumAndRules(t *testing.T) {
 		}
 	})
 
+	t.Run("branch role elsewhere keeps the login active", func(t *testing.T) {
+		email := newEmail("branch-locum")
+		var sent invitationBody
+		s.invite(ownerA.token, clinicA.ID, email, "nurse").json(t, &sent)
+		person := s.accept(email)
+		r := s.do(http.MethodPost, "/v1/clinics/"+clinicB.ID+"/invitations", ownerB.token,
+			mustJSON(t, map[string]string{"email": email, "role": "receptionist", "branch_id": clinicB.Branches[0].ID}))
+		if r.status != http.StatusCreated {
+			t.Fatalf("invite at a branch of B: status %d, body %s", r.status, r.body)
+		}
+		if r := s.do(http.MethodPost, "/v1/clinics/"+clinicA.ID+"/staff/"+sent.IdentityID+"/deactivate", ownerA.token, nil); r.status != http.StatusNoContent {
+			t.Fatalf("deactivate in A: status %d, body %s", r.status, r.body)
+		}
+		me := s.browse(person, http.MethodGet, "/v1/me")
+		if me.status != http.StatusOK {
+			t.Fatalf("after deactivation in A: status %d, want 200 (a branch role in B remains)", me.status)
+		}
+		if want := "receptionist@" + clinicB.Branches[0].ID; !strings.Contains(string(me.body), want) {
+			t.Errorf("/v1/me = %s, want the role %s", me.body, want)
+		}
+	})
+
 	t.Run("last owner cannot be removed", func(t *testing.T) {
 		var me struct {
 			IdentityID string `json:"identity_id"`
