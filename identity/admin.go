@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -60,6 +61,12 @@ func (a *Admin) FindByEmail(ctx context.Context, email string) (Identity, error)
 
 	found, _, err := a.kratos.IdentityAPI.ListIdentities(ctx).CredentialsIdentifier(NormaliseEmail(email)).Execute()
 	if err != nil {
+		// A transport error quotes the request URL, whose query holds the
+		// email; keep only the cause so the email never reaches a log.
+		var urlErr *url.Error
+		if errors.As(err, &urlErr) {
+			err = urlErr.Err
+		}
 		return Identity{}, fmt.Errorf("%w: find identity by email: %w", ErrSessionsUnavailable, err)
 	}
 	if len(found) == 0 {

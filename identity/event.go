@@ -26,6 +26,12 @@ const (
 	ActionRoleRevoked         Action = "role.revoked"
 	ActionMemberRemoved       Action = "member.removed"
 	ActionAccessDenied        Action = "access.denied"
+	// Custom roles a clinic defines, and the reconciler's repairs of Keto
+	// relationships that had drifted from the database.
+	ActionCustomRoleCreated    Action = "custom_role.created"
+	ActionCustomRoleUpdated    Action = "custom_role.updated"
+	ActionCustomRoleDeleted    Action = "custom_role.deleted"
+	ActionRelationshipRepaired Action = "relationship.repaired"
 )
 
 // Event is one entry of the audit trail. It never carries a secret: no

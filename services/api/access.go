@@ -130,9 +130,11 @@ func (h *handlers) authorize(api huma.API) func(huma.Context, func(huma.Context)
 		}
 		switch {
 		case access.Audience == AudienceStaff && session.Operator():
+			h.recordAudienceDenial(ctx, session)
 			h.writeProblem(api, ctx, http.StatusForbidden, msgOperatorsNoClinicData)
 			return
 		case access.Audience == AudienceOperator && !session.Operator():
+			h.recordAudienceDenial(ctx, session)
 			h.writeProblem(api, ctx, http.StatusForbidden, msgOperatorsOnly)
 			return
 		}
@@ -235,4 +237,28 @@ func headersOf(ctx huma.Context) http.Header {
 		}
 	}
 	return header
+}
+
+// recordAudienceDenial writes to the platform's security events that a
+// session called an operation meant for the other audience (an operator
+// calling a clinic operation, or staff an operator one). It never writes
+// into a clinic's trail, because the caller is no member of it.
+func (h *handlers) recordAudienceDenial(ctx huma.Context, session identity.Session) {
+	if h.deps.Audit == nil {
+		return
+	}
+	event := identity.Event{
+		Action:    identity.ActionAccessDenied,
+		ActorID:   session.IdentityID,
+		IP:        ClientIPFrom(ctx.Context()),
+		UserAgent: ctx.Header("User-Agent"),
+		Detail: map[string]string{
+			"operation": ctx.Operation().OperationID,
+			"reason":    "audience",
+		},
+		At: h.deps.Now(),
+	}
+	if err := h.deps.Audit.Record(ctx.Context(), event); err != nil {
+		h.log.ErrorContext(ctx.Context(), "record denied attempt failed", "err", err, "request_id", RequestIDFrom(ctx.Context()))
+	}
 }

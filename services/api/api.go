@@ -52,9 +52,15 @@ type Deps struct {
 	Clinics      ClinicService
 	Appointments AppointmentStore
 	Staff        StaffService
+	Roles        RoleService
 	// Audit records denied attempts; nil records nothing.
 	Audit     identity.EventRecorder
 	Operators OperatorService
+	// Pets, Records and Referrals serve pets, their clinical records and
+	// the referrals that share those records.
+	Pets      PetRegistry
+	Records   RecordService
+	Referrals ReferralService
 	Log       *slog.Logger
 	// PrivilegedWindow is how recent a sign-in must be for an operation
 	// that declares Recent, such as granting a role.
@@ -89,7 +95,9 @@ func New(mux *http.ServeMux, deps Deps) huma.API {
 	registerClinics(api, h)
 	registerAppointments(api, h)
 	registerStaff(api, h)
+	registerRoles(api, h)
 	registerOperators(api, h)
+	registerPets(api, h)
 	return api
 }
 

@@ -8,6 +8,8 @@ import (
 
 	"vetvault/identity"
 	"vetvault/services/appointment"
+	"vetvault/services/pet"
+	"vetvault/services/role"
 	"vetvault/services/staff"
 	"vetvault/tenants"
 )
@@ -19,6 +21,8 @@ func (h *handlers) problem(ctx context.Context, operation string, err error) err
 	var invalidBooking *appointment.InvalidBookingError
 	var invalidClinic *tenants.InvalidClinicError
 	var invalidInvite *staff.InvalidInviteError
+	var invalidPet *pet.InvalidError
+	var invalidRole *role.InvalidError
 	switch {
 	case errors.As(err, &invalidBooking):
 		return fieldProblem(invalidBooking.Field, invalidBooking.Message)
@@ -42,6 +46,24 @@ func (h *handlers) problem(ctx context.Context, operation string, err error) err
 		return huma.Error403Forbidden(err.Error())
 	case errors.Is(err, staff.ErrAlreadyMember), errors.Is(err, staff.ErrOperatorEmail), errors.Is(err, staff.ErrLastOwner):
 		return huma.Error409Conflict(err.Error())
+	case errors.As(err, &invalidPet):
+		return fieldProblem(invalidPet.Field, invalidPet.Message)
+	case errors.Is(err, pet.ErrEmptyChange):
+		return huma.Error422UnprocessableEntity(msgValidationFailed, &huma.ErrorDetail{Location: "body", Message: msgEmptyChange})
+	case errors.Is(err, pet.ErrParentNotFound):
+		return fieldProblem("pet_parent_id", msgPetParentNotFound)
+	case errors.Is(err, pet.ErrNotFound):
+		return huma.Error404NotFound(msgPetNotFound)
+	case errors.Is(err, pet.ErrReferralNotFound):
+		return huma.Error404NotFound(msgReferralNotFound)
+	case errors.Is(err, pet.ErrReferralEnded):
+		return huma.Error409Conflict(msgReferralEnded)
+	case errors.Is(err, pet.ErrReferralExists):
+		return huma.Error409Conflict(msgReferralExists)
+	case errors.As(err, &invalidRole):
+		return fieldProblem(invalidRole.Field, invalidRole.Message)
+	case roleStatus(err) != 0:
+		return huma.NewError(roleStatus(err), roleMessage(err))
 	case errors.Is(err, identity.ErrPermissionsUnavailable):
 		h.log.ErrorContext(ctx, "permission service failed", "operation", operation, "err", err, "request_id", RequestIDFrom(ctx))
 		return huma.Error503ServiceUnavailable(withRequestID(msgPermissionsUnavailable, RequestIDFrom(ctx)))

@@ -39,6 +39,10 @@ type config struct {
 	// Kratos call, so also the longest a revocation made in Kratos directly
 	// goes unseen. Zero turns the cache off.
 	SessionCacheTTL time.Duration
+	// ReconcileInterval is how often pending relationship changes are
+	// retried and drift between Keto and the database is repaired, so the
+	// longest a grant whose first apply failed waits.
+	ReconcileInterval time.Duration
 }
 
 // maxSessionCacheTTL caps VETVAULT_SESSION_CACHE_TTL, because the TTL is
@@ -65,7 +69,9 @@ func loadConfig() (config, error) {
 		return cfg, fmt.Errorf("VETVAULT_PRIVILEGED_WINDOW %q is invalid: use a positive duration such as 15m", os.Getenv("VETVAULT_PRIVILEGED_WINDOW"))
 	}
 	cfg.PrivilegedWindow = window
-	cfg.AppURL = env("VETVAULT_APP_URL", "http://127.0.0.1:8080")
+	// localhost rather than the bound 127.0.0.1, because Kratos's WebAuthn
+	// relying party is localhost (infra/kratos/kratos.yml).
+	cfg.AppURL = env("VETVAULT_APP_URL", "http://localhost:8080")
 	cfg.SMTPURL = env("VETVAULT_SMTP_URL", "smtp://127.0.0.1:1025")
 	cfg.MailFrom = env("VETVAULT_MAIL_FROM", "no-reply@vetvault.test")
 	lifetime, err := time.ParseDuration(env("VETVAULT_INVITATION_LIFETIME", "72h"))
@@ -83,6 +89,11 @@ func loadConfig() (config, error) {
 		return cfg, fmt.Errorf("VETVAULT_SESSION_CACHE_TTL %q is invalid: use a duration from 0s (cache off) to %s", os.Getenv("VETVAULT_SESSION_CACHE_TTL"), maxSessionCacheTTL)
 	}
 	cfg.SessionCacheTTL = sessionCacheTTL
+	reconcileInterval, err := time.ParseDuration(env("VETVAULT_RECONCILE_INTERVAL", "30s"))
+	if err != nil || reconcileInterval < time.Second {
+		return cfg, fmt.Errorf("VETVAULT_RECONCILE_INTERVAL %q is invalid: use a duration of at least 1s, such as 30s", os.Getenv("VETVAULT_RECONCILE_INTERVAL"))
+	}
+	cfg.ReconcileInterval = reconcileInterval
 	return cfg, cfg.validate()
 }
 

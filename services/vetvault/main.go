@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"syscall"
@@ -24,6 +25,8 @@ import (
 	"vetvault/services/appointment"
 	"vetvault/services/audit"
 	"vetvault/services/mail"
+	"vetvault/services/pet"
+	"vetvault/services/role"
 	"vetvault/services/staff"
 	"vetvault/tenants"
 	"vetvault/web"
@@ -99,6 +102,29 @@ func serve(ctx context.Context, log *slog.Logger, cfg config) error {
 	if err != nil {
 		return err
 	}
+
+	reconcileCtx, stopReconciling := context.WithCancel(ctx)
+	reconcilerDone := make(chan struct{})
+	go func() {
+		defer close(reconcilerDone)
+		newReconciler(cfg, db, log).Run(reconcileCtx, cfg.ReconcileInterval)
+	}()
+	defer func() {
+		stopReconciling()
+		<-reconcilerDone
+	}()
+
+	sweepCtx, stopSweeping := context.WithCancel(ctx)
+	sweeperDone := make(chan struct{})
+	go func() {
+		defer close(sweeperDone)
+		newReferrals(cfg, db, &http.Client{Timeout: 10 * time.Second}, log).Run(sweepCtx, referralSweepInterval)
+	}()
+	defer func() {
+		stopSweeping()
+		<-sweeperDone
+	}()
+
 	server := &http.Server{
 		Addr:              cfg.Addr,
 		Handler:           handler,
@@ -137,6 +163,26 @@ func newSessionCache(cfg config, db *tenants.DB, log *slog.Logger) *sessioncache
 	})
 }
 
+// referralSweepInterval is how often the server ends expired referrals.
+// Reads of clinical records check the expiry themselves, so this bounds only
+// how long an expired relationship stays in Keto.
+const referralSweepInterval = 5 * time.Second
+
+// newReferrals returns the referral service, which the API and the sweeper
+// both use.
+func newReferrals(cfg config, db *tenants.DB, client *http.Client, log *slog.Logger) *pet.Referrals {
+	permissions := identity.NewPermissions(cfg.KetoReadURL, cfg.KetoWriteURL, client)
+	return pet.NewReferrals(db, tenants.NewOutbox(db, permissions, log), permissions,
+		identity.NewAdmin(cfg.KratosAdminURL, client), time.Now, log)
+}
+
+// newReconciler returns the reconciler that retries pending relationship
+// changes and repairs drift between Keto and the database.
+func newReconciler(cfg config, db *tenants.DB, log *slog.Logger) *tenants.Reconciler {
+	permissions := identity.NewPermissions(cfg.KetoReadURL, cfg.KetoWriteURL, &http.Client{Timeout: 10 * time.Second})
+	return tenants.NewReconciler(db, permissions, audit.Append, time.Now, log)
+}
+
 // newHandler wires every part of the server onto one handler.
 func newHandler(cfg config, db *tenants.DB, sessions *sessioncache.Cache, log *slog.Logger) (http.Handler, error) {
 	client := &http.Client{Timeout: 10 * time.Second}
@@ -149,7 +195,9 @@ func newHandler(cfg config, db *tenants.DB, sessions *sessioncache.Cache, log *s
 	}
 	// sessionInvalidator drops cached sessions after a revocation.
 	var sessionInvalidator staff.SessionInvalidator = sessions
-	staffService := staff.NewService(db, admin, permissions, mailer, sessionInvalidator,
+	// outbox carries membership, branch and custom role changes to Keto.
+	outbox := tenants.NewOutbox(db, permissions, log)
+	staffService := staff.NewService(db, outbox, admin, permissions, mailer, sessionInvalidator,
 		staff.Config{AppURL: cfg.AppURL, InvitationLifetime: cfg.InvitationLifetime}, time.Now, log)
 	operators := newOperatorService(admin, mailer, db, cfg.OperatorCodeLifetime)
 
@@ -157,11 +205,15 @@ func newHandler(cfg config, db *tenants.DB, sessions *sessioncache.Cache, log *s
 	api.New(mux, api.Deps{
 		Sessions:         sessions,
 		Permissions:      permissions,
-		Clinics:          tenants.NewClinics(db, permissions, log),
+		Clinics:          tenants.NewClinics(db, outbox),
 		Appointments:     appointment.NewStore(db),
 		Staff:            staffService,
+		Roles:            role.NewService(db, outbox, time.Now),
 		Audit:            audit.NewStore(db, time.Now),
 		Operators:        operators,
+		Pets:             pet.NewRegistry(db, outbox, time.Now),
+		Records:          pet.NewRecords(db, permissions, time.Now),
+		Referrals:        newReferrals(cfg, db, client, log),
 		Log:              log,
 		PrivilegedWindow: cfg.PrivilegedWindow,
 		Now:              time.Now,
@@ -175,6 +227,27 @@ func newHandler(cfg config, db *tenants.DB, sessions *sessioncache.Cache, log *s
 	mux.Handle("/.ory/", proxy)
 	mux.Handle("GET /healthz", http.HandlerFunc(healthz))
 	mux.Handle("GET /readyz", readyz(log, client, db, cfg))
-	mux.Handle("/", web.Handler())
+	mux.Handle("/", canonicalHost(cfg, web.Handler()))
 	return api.WithRequestID(log, mux), nil
+}
+
+// canonicalHost sends browsers that open the listen address itself (such as
+// http://127.0.0.1:8080) to the same page at VETVAULT_APP_URL. Kratos's
+// cookies and WebAuthn are bound to that URL's host, so sign-in only works
+// there.
+func canonicalHost(cfg config, next http.Handler) http.Handler {
+	app, err := url.Parse(cfg.AppURL)
+	if err != nil || app.Host == cfg.Addr {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Host == cfg.Addr && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+			target := *app
+			target.Path = r.URL.Path
+			target.RawQuery = r.URL.RawQuery
+			http.Redirect(w, r, target.String(), http.StatusFound)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }

@@ -323,6 +323,16 @@ func TestOperatorEndToEnd(t *testing.T) {
 		if r := s.do(http.MethodGet, "/v1/clinics/"+clinic.ID, owner.token, nil); r.status != http.StatusOK {
 			t.Errorf("owner reads the clinic after the operator's requests: status %d, want 200", r.status)
 		}
+
+		var denials int
+		err := s.db.Owner.QueryRow(context.Background(), `SELECT count(*) FROM security_events
+			WHERE action = 'access.denied' AND actor_id = $1 AND detail->>'reason' = 'audience'`, first.id).Scan(&denials)
+		if err != nil {
+			t.Fatalf("count denials: %v", err)
+		}
+		if want := 2 * len(operations); denials != want {
+			t.Errorf("%d audited audience denials of the operator, want %d", denials, want)
+		}
 	})
 
 	t.Run("operator creates another operator", func(t *testing.T) {
