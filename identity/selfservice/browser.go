@@ -1,12 +1,10 @@
 package selfservice
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -34,8 +32,8 @@ func NewBrowser(publicURL string, timeout time.Duration) (*Browser, error) {
 	client := &http.Client{
 		Jar:     jar,
 		Timeout: timeout,
-		// Kratos redirects browsers to the UI; the JSON answers carry all a
-		// test needs, so redirects are not followed.
+		// Kratos redirects browsers to the UI. The JSON responses contain all
+		// a test needs, so redirects are not followed.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	return &Browser{base: strings.TrimSuffix(publicURL, "/"), http: client}, nil
@@ -104,7 +102,7 @@ func (b *Browser) Recover(ctx context.Context, flowID, code string) (string, err
 	if err != nil {
 		return "", fmt.Errorf("submit recovery code: %w", err)
 	}
-	// Kratos answers a JSON request with a continue_with item that opens
+	// Kratos responds to a JSON request with a continue_with item that opens
 	// the settings UI.
 	var done struct {
 		ContinueWith []struct {
@@ -156,7 +154,7 @@ func (b *Browser) SetPassword(ctx context.Context, flowID, password string) erro
 }
 
 // EnrolTOTP adds a TOTP authenticator to the signed-in identity and returns
-// its secret; Kratos raises the session to AAL2.
+// its secret. Kratos raises the session to AAL2.
 func (b *Browser) EnrolTOTP(ctx context.Context) (string, error) {
 	settings, err := b.settingsFlow(ctx, "")
 	if err != nil {
@@ -187,17 +185,7 @@ func (b *Browser) EnrolTOTP(ctx context.Context) (string, error) {
 }
 
 func (b *Browser) getJSON(ctx context.Context, path string, into any) error {
-	request, err := http.NewRequestWithContext(ctx, http.MethodGet, b.base+path, nil)
-	if err != nil {
-		return err
-	}
-	request.Header.Set("Accept", "application/json")
-	response, err := b.http.Do(request)
-	if err != nil {
-		return err
-	}
-	defer response.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(response.Body, 1<<20))
+	response, data, err := sendJSON(ctx, b.http, http.MethodGet, b.base+path, nil, nil)
 	if err != nil {
 		return err
 	}
@@ -208,21 +196,9 @@ func (b *Browser) getJSON(ctx context.Context, path string, into any) error {
 }
 
 func (b *Browser) postJSON(ctx context.Context, path string, body any) (int, []byte, error) {
-	encoded, err := json.Marshal(body)
+	response, data, err := sendJSON(ctx, b.http, http.MethodPost, b.base+path, nil, body)
 	if err != nil {
 		return 0, nil, err
 	}
-	request, err := http.NewRequestWithContext(ctx, http.MethodPost, b.base+path, bytes.NewReader(encoded))
-	if err != nil {
-		return 0, nil, err
-	}
-	request.Header.Set("Accept", "application/json")
-	request.Header.Set("Content-Type", "application/json")
-	response, err := b.http.Do(request)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer response.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(response.Body, 1<<20))
-	return response.StatusCode, data, err
+	return response.StatusCode, data, nil
 }

@@ -1,15 +1,11 @@
 package selfservice
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
-	"strings"
 
 	kratos "github.com/ory/kratos-client-go"
 )
@@ -41,45 +37,19 @@ func (c *Client) RegisterWith(ctx context.Context, registration Registration) (s
 	}
 	method := kratos.NewUpdateRegistrationFlowWithPasswordMethod("password", registration.Password, traits)
 	method.AdditionalProperties = registration.ExtraFields
-	result, _, err := c.kratos.FrontendAPI.UpdateRegistrationFlow(ctx).
-		Flow(flowID).
-		UpdateRegistrationFlowBody(kratos.UpdateRegistrationFlowWithPasswordMethodAsUpdateRegistrationFlowBody(method)).
-		Execute()
-	if err != nil {
-		return "", fmt.Errorf("register: %w", describe(err))
-	}
-	if result.SessionToken == nil {
-		return "", errors.New("register: Kratos returned no session token; enable the session hook after password registration")
-	}
-	return *result.SessionToken, nil
+	return c.submitRegistration(ctx, flowID, method)
 }
 
 // createRegistrationFlow creates an API registration flow with query added
 // to the request, which the generated client cannot do, and returns its id.
 func (c *Client) createRegistrationFlow(ctx context.Context, query url.Values) (string, error) {
-	cfg := c.kratos.GetConfig()
-	target := strings.TrimSuffix(cfg.Servers[0].URL, "/") + "/self-service/registration/api"
+	target := c.publicURL() + "/self-service/registration/api"
 	if len(query) > 0 {
 		target += "?" + query.Encode()
 	}
-	request, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+	response, data, err := sendJSON(ctx, c.httpClient(), http.MethodGet, target, nil, nil)
 	if err != nil {
 		return "", fmt.Errorf("create registration flow: %w", err)
-	}
-	request.Header.Set("Accept", "application/json")
-
-	client := cfg.HTTPClient
-	if client == nil {
-		client = http.DefaultClient
-	}
-	response, err := client.Do(request)
-	if err != nil {
-		return "", fmt.Errorf("create registration flow: %w", err)
-	}
-	defer response.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(response.Body, 1<<20))
-	if err != nil {
-		return "", fmt.Errorf("create registration flow: read response: %w", err)
 	}
 
 	if response.StatusCode != http.StatusOK {
@@ -98,21 +68,10 @@ func (c *Client) createRegistrationFlow(ctx context.Context, query url.Values) (
 // adding extraFields to the top level of the body, for example a requested
 // identity schema.
 func (c *Client) UpdateProfileWith(ctx context.Context, sessionToken string, traits, extraFields map[string]any) error {
-	flow, _, err := c.kratos.FrontendAPI.CreateNativeSettingsFlow(ctx).XSessionToken(sessionToken).Execute()
-	if err != nil {
-		return fmt.Errorf("create settings flow: %w", describe(err))
-	}
 	method := kratos.NewUpdateSettingsFlowWithProfileMethod("profile", traits)
 	method.AdditionalProperties = extraFields
-	_, _, err = c.kratos.FrontendAPI.UpdateSettingsFlow(ctx).
-		Flow(flow.Id).
-		XSessionToken(sessionToken).
-		UpdateSettingsFlowBody(kratos.UpdateSettingsFlowWithProfileMethodAsUpdateSettingsFlowBody(method)).
-		Execute()
-	if err != nil {
-		return fmt.Errorf("update profile: %w", describe(err))
-	}
-	return nil
+	body := kratos.UpdateSettingsFlowWithProfileMethodAsUpdateSettingsFlowBody(method)
+	return c.changeSettings(ctx, sessionToken, "update profile", body)
 }
 
 // SubmitRecoveryCode posts code to the recovery flow flowID without reading
@@ -122,25 +81,11 @@ func (c *Client) UpdateProfileWith(ctx context.Context, sessionToken string, tra
 // responds to a code for an expired flow with a redirect (303) to a new
 // flow, which this reports as an error.
 func (b *Browser) SubmitRecoveryCode(ctx context.Context, flowID, code string) (string, error) {
-	encoded, err := json.Marshal(map[string]string{"method": "code", "code": code})
-	if err != nil {
-		return "", fmt.Errorf("submit recovery code: %w", err)
-	}
 	target := b.base + "/self-service/recovery?flow=" + url.QueryEscape(flowID)
-	request, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(encoded))
+	body := map[string]string{"method": "code", "code": code}
+	response, data, err := sendJSON(ctx, b.http, http.MethodPost, target, nil, body)
 	if err != nil {
 		return "", fmt.Errorf("submit recovery code: %w", err)
-	}
-	request.Header.Set("Accept", "application/json")
-	request.Header.Set("Content-Type", "application/json")
-	response, err := b.http.Do(request)
-	if err != nil {
-		return "", fmt.Errorf("submit recovery code: %w", err)
-	}
-	defer response.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(response.Body, 1<<20))
-	if err != nil {
-		return "", fmt.Errorf("submit recovery code: read response: %w", err)
 	}
 
 	// With feature_flags.use_continue_with_transitions, Kratos returns 200

@@ -1,11 +1,9 @@
 package selfservice
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 )
@@ -57,33 +55,14 @@ func (c *Client) SubmitTOTPCode(ctx context.Context, sessionToken, code string) 
 }
 
 func (c *Client) submitLogin(ctx context.Context, flowID, sessionToken string, body map[string]string) (Reply, error) {
-	encoded, err := json.Marshal(body)
-	if err != nil {
-		return Reply{}, fmt.Errorf("encode login body: %w", err)
-	}
-	cfg := c.kratos.GetConfig()
-	endpoint := cfg.Servers[0].URL + "/self-service/login?flow=" + url.QueryEscape(flowID)
-	request, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, bytes.NewReader(encoded))
-	if err != nil {
-		return Reply{}, fmt.Errorf("build login request: %w", err)
-	}
-	request.Header.Set("Content-Type", "application/json")
-	request.Header.Set("Accept", "application/json")
+	target := c.publicURL() + "/self-service/login?flow=" + url.QueryEscape(flowID)
+	header := http.Header{}
 	if sessionToken != "" {
-		request.Header.Set("X-Session-Token", sessionToken)
+		header.Set("X-Session-Token", sessionToken)
 	}
-	client := cfg.HTTPClient
-	if client == nil {
-		client = http.DefaultClient
-	}
-	response, err := client.Do(request)
+	response, data, err := sendJSON(ctx, c.httpClient(), http.MethodPost, target, header, body)
 	if err != nil {
 		return Reply{}, fmt.Errorf("submit login: %w", err)
-	}
-	defer response.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(response.Body, 1<<20))
-	if err != nil {
-		return Reply{}, fmt.Errorf("read login reply: %w", err)
 	}
 	return Reply{Status: response.StatusCode, Header: response.Header, Body: data, FlowID: flowID}, nil
 }

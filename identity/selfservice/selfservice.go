@@ -1,7 +1,7 @@
 // Package selfservice drives Kratos's API (native) self-service flows the way
 // a non-browser client does: register with a password, enrol TOTP, and sign
 // in with a password and then a TOTP code. The demo command and the
-// end-to-end tests use it; the server does not.
+// end-to-end tests use it, and the server does not.
 package selfservice
 
 import (
@@ -16,7 +16,7 @@ import (
 	"github.com/pquerna/otp/totp"
 )
 
-// Client talks to Kratos's public API, usually through the VetVault
+// Client calls Kratos's public API, usually through the VetVault
 // server's /.ory proxy.
 type Client struct {
 	kratos *kratos.APIClient
@@ -40,8 +40,14 @@ func (c *Client) Register(ctx context.Context, email, password string) (string, 
 		return "", fmt.Errorf("create registration flow: %w", describe(err))
 	}
 	method := kratos.NewUpdateRegistrationFlowWithPasswordMethod("password", password, map[string]any{"email": email})
+	return c.submitRegistration(ctx, flow.Id, method)
+}
+
+// submitRegistration submits a password registration to the API flow flowID
+// and returns the session token Kratos issues.
+func (c *Client) submitRegistration(ctx context.Context, flowID string, method *kratos.UpdateRegistrationFlowWithPasswordMethod) (string, error) {
 	result, _, err := c.kratos.FrontendAPI.UpdateRegistrationFlow(ctx).
-		Flow(flow.Id).
+		Flow(flowID).
 		UpdateRegistrationFlowBody(kratos.UpdateRegistrationFlowWithPasswordMethodAsUpdateRegistrationFlowBody(method)).
 		Execute()
 	if err != nil {
@@ -56,9 +62,9 @@ func (c *Client) Register(ctx context.Context, email, password string) (string, 
 // EnrolTOTP adds a TOTP authenticator to the identity of sessionToken and
 // returns its shared secret. Kratos raises that session to AAL2.
 func (c *Client) EnrolTOTP(ctx context.Context, sessionToken string) (string, error) {
-	flow, _, err := c.kratos.FrontendAPI.CreateNativeSettingsFlow(ctx).XSessionToken(sessionToken).Execute()
+	flow, err := c.createSettingsFlow(ctx, sessionToken)
 	if err != nil {
-		return "", fmt.Errorf("create settings flow: %w", describe(err))
+		return "", err
 	}
 	secret := totpSecret(flow.Ui.Nodes)
 	if secret == "" {
@@ -70,15 +76,41 @@ func (c *Client) EnrolTOTP(ctx context.Context, sessionToken string) (string, er
 	}
 	method := kratos.NewUpdateSettingsFlowWithTotpMethod("totp")
 	method.SetTotpCode(code)
-	_, _, err = c.kratos.FrontendAPI.UpdateSettingsFlow(ctx).
-		Flow(flow.Id).
-		XSessionToken(sessionToken).
-		UpdateSettingsFlowBody(kratos.UpdateSettingsFlowWithTotpMethodAsUpdateSettingsFlowBody(method)).
-		Execute()
-	if err != nil {
-		return "", fmt.Errorf("enrol TOTP: %w", describe(err))
+	body := kratos.UpdateSettingsFlowWithTotpMethodAsUpdateSettingsFlowBody(method)
+	if err := c.updateSettingsFlow(ctx, flow.Id, sessionToken, body); err != nil {
+		return "", fmt.Errorf("enrol TOTP: %w", err)
 	}
 	return secret, nil
+}
+
+func (c *Client) createSettingsFlow(ctx context.Context, sessionToken string) (*kratos.SettingsFlow, error) {
+	flow, _, err := c.kratos.FrontendAPI.CreateNativeSettingsFlow(ctx).XSessionToken(sessionToken).Execute()
+	if err != nil {
+		return nil, fmt.Errorf("create settings flow: %w", describe(err))
+	}
+	return flow, nil
+}
+
+func (c *Client) updateSettingsFlow(ctx context.Context, flowID, sessionToken string, body kratos.UpdateSettingsFlowBody) error {
+	_, _, err := c.kratos.FrontendAPI.UpdateSettingsFlow(ctx).
+		Flow(flowID).
+		XSessionToken(sessionToken).
+		UpdateSettingsFlowBody(body).
+		Execute()
+	return describe(err)
+}
+
+// changeSettings creates an API settings flow for the session of
+// sessionToken and submits body to it. action names the change in errors.
+func (c *Client) changeSettings(ctx context.Context, sessionToken, action string, body kratos.UpdateSettingsFlowBody) error {
+	flow, err := c.createSettingsFlow(ctx, sessionToken)
+	if err != nil {
+		return err
+	}
+	if err := c.updateSettingsFlow(ctx, flow.Id, sessionToken, body); err != nil {
+		return fmt.Errorf("%s: %w", action, err)
+	}
+	return nil
 }
 
 // totpSecret finds the enrolment secret in a settings flow: the text node
@@ -104,18 +136,32 @@ func (c *Client) LogIn(ctx context.Context, email, password string) (string, err
 	if err != nil {
 		return "", fmt.Errorf("create login flow: %w", describe(err))
 	}
-	method := kratos.NewUpdateLoginFlowWithPasswordMethod(email, "password", password)
-	result, _, err := c.kratos.FrontendAPI.UpdateLoginFlow(ctx).
-		Flow(flow.Id).
-		UpdateLoginFlowBody(kratos.UpdateLoginFlowWithPasswordMethodAsUpdateLoginFlowBody(method)).
-		Execute()
+	result, err := c.submitPasswordLogin(ctx, flow.Id, "", email, password)
 	if err != nil {
-		return "", fmt.Errorf("log in: %w", describe(err))
+		return "", fmt.Errorf("log in: %w", err)
 	}
 	if result.SessionToken == nil {
 		return "", errors.New("log in: Kratos returned no session token")
 	}
 	return *result.SessionToken, nil
+}
+
+// submitPasswordLogin submits email and password to the API login flow
+// flowID. sessionToken is "" for a first sign-in and the current session's
+// token for a refresh.
+func (c *Client) submitPasswordLogin(ctx context.Context, flowID, sessionToken, email, password string) (*kratos.SuccessfulNativeLogin, error) {
+	method := kratos.NewUpdateLoginFlowWithPasswordMethod(email, "password", password)
+	request := c.kratos.FrontendAPI.UpdateLoginFlow(ctx).
+		Flow(flowID).
+		UpdateLoginFlowBody(kratos.UpdateLoginFlowWithPasswordMethodAsUpdateLoginFlowBody(method))
+	if sessionToken != "" {
+		request = request.XSessionToken(sessionToken)
+	}
+	result, _, err := request.Execute()
+	if err != nil {
+		return nil, describe(err)
+	}
+	return result, nil
 }
 
 // CompleteSecondFactor raises the session of sessionToken to AAL2 with a
@@ -125,8 +171,8 @@ func (c *Client) CompleteSecondFactor(ctx context.Context, sessionToken, secret 
 	return c.secondFactor(ctx, sessionToken, secret, at, false)
 }
 
-// secondFactor submits a TOTP code in an AAL2 login flow; refresh asks for a
-// new sign-in even when the session is already AAL2.
+// secondFactor submits a TOTP code in an AAL2 login flow. With refresh,
+// Kratos requires a new sign-in even when the session is already AAL2.
 func (c *Client) secondFactor(ctx context.Context, sessionToken, secret string, at time.Time, refresh bool) (string, error) {
 	flow, _, err := c.kratos.FrontendAPI.CreateNativeLoginFlow(ctx).Aal("aal2").Refresh(refresh).XSessionToken(sessionToken).Execute()
 	if err != nil {
@@ -151,7 +197,7 @@ func (c *Client) secondFactor(ctx context.Context, sessionToken, secret string, 
 	return sessionToken, nil
 }
 
-// describe adds the body of a failed Kratos call, which holds the flow's
+// describe adds the body of a failed Kratos call, which contains the flow's
 // validation messages, to the error text. Kratos's messages name the
 // problem ("The provided credentials are invalid") and carry no secrets.
 func describe(err error) error {
@@ -166,27 +212,16 @@ func describe(err error) error {
 	return err
 }
 
-// ChangePassword sets a new password in an API settings flow. Kratos asks
-// for a recent sign-in (its privileged session window) and ends the
+// ChangePassword sets a new password in an API settings flow. Kratos requires
+// a recent sign-in (its privileged session window) and ends the
 // identity's other sessions afterwards.
 func (c *Client) ChangePassword(ctx context.Context, sessionToken, password string) error {
-	flow, _, err := c.kratos.FrontendAPI.CreateNativeSettingsFlow(ctx).XSessionToken(sessionToken).Execute()
-	if err != nil {
-		return fmt.Errorf("create settings flow: %w", describe(err))
-	}
 	method := kratos.NewUpdateSettingsFlowWithPasswordMethod("password", password)
-	_, _, err = c.kratos.FrontendAPI.UpdateSettingsFlow(ctx).
-		Flow(flow.Id).
-		XSessionToken(sessionToken).
-		UpdateSettingsFlowBody(kratos.UpdateSettingsFlowWithPasswordMethodAsUpdateSettingsFlowBody(method)).
-		Execute()
-	if err != nil {
-		return fmt.Errorf("change password: %w", describe(err))
-	}
-	return nil
+	body := kratos.UpdateSettingsFlowWithPasswordMethodAsUpdateSettingsFlowBody(method)
+	return c.changeSettings(ctx, sessionToken, "change password", body)
 }
 
-// StartRecovery asks Kratos to email a recovery code to email and returns
+// StartRecovery has Kratos email a recovery code to email and returns
 // the id of the API recovery flow to submit it to.
 func (c *Client) StartRecovery(ctx context.Context, email string) (string, error) {
 	flow, _, err := c.kratos.FrontendAPI.CreateNativeRecoveryFlow(ctx).Execute()
@@ -206,7 +241,7 @@ func (c *Client) StartRecovery(ctx context.Context, email string) (string, error
 }
 
 // FinishRecovery submits the emailed code to the API recovery flow flowID
-// and returns the session token Kratos issues; that session is AAL1.
+// and returns the session token Kratos issues. That session is AAL1.
 func (c *Client) FinishRecovery(ctx context.Context, flowID, code string) (string, error) {
 	method := kratos.NewUpdateRecoveryFlowWithCodeMethod("code")
 	method.SetCode(code)
@@ -229,21 +264,10 @@ func (c *Client) FinishRecovery(ctx context.Context, flowID, code string) (strin
 // Kratos allows it only within its privileged session window after the
 // last sign-in.
 func (c *Client) RemoveTOTP(ctx context.Context, sessionToken string) error {
-	flow, _, err := c.kratos.FrontendAPI.CreateNativeSettingsFlow(ctx).XSessionToken(sessionToken).Execute()
-	if err != nil {
-		return fmt.Errorf("create settings flow: %w", describe(err))
-	}
 	method := kratos.NewUpdateSettingsFlowWithTotpMethod("totp")
 	method.SetTotpUnlink(true)
-	_, _, err = c.kratos.FrontendAPI.UpdateSettingsFlow(ctx).
-		Flow(flow.Id).
-		XSessionToken(sessionToken).
-		UpdateSettingsFlowBody(kratos.UpdateSettingsFlowWithTotpMethodAsUpdateSettingsFlowBody(method)).
-		Execute()
-	if err != nil {
-		return fmt.Errorf("remove TOTP: %w", describe(err))
-	}
-	return nil
+	body := kratos.UpdateSettingsFlowWithTotpMethodAsUpdateSettingsFlowBody(method)
+	return c.changeSettings(ctx, sessionToken, "remove TOTP", body)
 }
 
 // Reauthenticate signs the identity of sessionToken in again with password
@@ -254,14 +278,9 @@ func (c *Client) Reauthenticate(ctx context.Context, sessionToken, email, passwo
 	if err != nil {
 		return "", fmt.Errorf("create refresh login flow: %w", describe(err))
 	}
-	method := kratos.NewUpdateLoginFlowWithPasswordMethod(email, "password", password)
-	result, _, err := c.kratos.FrontendAPI.UpdateLoginFlow(ctx).
-		Flow(flow.Id).
-		XSessionToken(sessionToken).
-		UpdateLoginFlowBody(kratos.UpdateLoginFlowWithPasswordMethodAsUpdateLoginFlowBody(method)).
-		Execute()
+	result, err := c.submitPasswordLogin(ctx, flow.Id, sessionToken, email, password)
 	if err != nil {
-		return "", fmt.Errorf("refresh with password: %w", describe(err))
+		return "", fmt.Errorf("refresh with password: %w", err)
 	}
 	if result.SessionToken != nil {
 		sessionToken = *result.SessionToken
