@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -15,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/danielgtaylor/huma/v2"
 	"github.com/google/uuid"
 
 	"vetvault/identity"
@@ -26,9 +24,6 @@ import (
 // The operator tests run the server in-process like e2e_test.go, create
 // operators with the bootstrap command and the API, and read the mailed codes
 // from mailpit's HTTP API.
-
-// operatorMailpitURL is mailpit's HTTP API on the test stack.
-const operatorMailpitURL = "http://127.0.0.1:8025"
 
 var (
 	operatorMailLink = regexp.MustCompile(`Link: (\S+)`)
@@ -78,7 +73,6 @@ func (s *testServer) bootstrapOperator(email string, extraArgs ...string) (strin
 // returns its link and code.
 func operatorWelcome(t *testing.T, recipient string) (link, code string) {
 	t.Helper()
-	client := &http.Client{Timeout: 5 * time.Second}
 	query := url.Values{"query": {`to:"` + recipient + `"`}, "limit": {"1"}}
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
@@ -88,7 +82,7 @@ func operatorWelcome(t *testing.T, recipient string) (link, code string) {
 				Subject string `json:"Subject"`
 			} `json:"messages"`
 		}
-		fetchMailpit(t, client, "/api/v1/search?"+query.Encode(), &found)
+		getJSON(t, mailpitURL+"/api/v1/search?"+query.Encode(), &found)
 		if len(found.Messages) > 0 {
 			if got, want := found.Messages[0].Subject, "Your VetVault operator account"; got != want {
 				t.Fatalf("mail subject %q, want %q", got, want)
@@ -96,7 +90,7 @@ func operatorWelcome(t *testing.T, recipient string) (link, code string) {
 			var message struct {
 				Text string `json:"Text"`
 			}
-			fetchMailpit(t, client, "/api/v1/message/"+found.Messages[0].ID, &message)
+			getJSON(t, mailpitURL+"/api/v1/message/"+found.Messages[0].ID, &message)
 			linkMatch := operatorMailLink.FindStringSubmatch(message.Text)
 			codeMatch := operatorMailCode.FindStringSubmatch(message.Text)
 			if linkMatch == nil || codeMatch == nil {
@@ -108,22 +102,6 @@ func operatorWelcome(t *testing.T, recipient string) (link, code string) {
 	}
 	t.Fatalf("no mail to %s in mailpit within 15 s", recipient)
 	return "", ""
-}
-
-func fetchMailpit(t *testing.T, client *http.Client, path string, into any) {
-	t.Helper()
-	response, err := client.Get(operatorMailpitURL + path)
-	if err != nil {
-		t.Fatalf("GET mailpit %s: %v", path, err)
-	}
-	defer response.Body.Close()
-	data, _ := io.ReadAll(response.Body)
-	if response.StatusCode != http.StatusOK {
-		t.Fatalf("GET mailpit %s: status %d, want 200: %s", path, response.StatusCode, data)
-	}
-	if err := json.Unmarshal(data, into); err != nil {
-		t.Fatalf("decode mailpit %s: %v (%s)", path, err, data)
-	}
 }
 
 // setUpOperator follows the welcome email as the new operator would: the
@@ -525,12 +503,10 @@ type staffOperation struct {
 	id, method, path string
 }
 
-var pathParameter = regexp.MustCompile(`\{([^}]+)\}`)
-
 // fill replaces the path's {name} parameters with values[name], or with a
 // random UUID for a name values lacks.
 func (op staffOperation) fill(values map[string]string) string {
-	return pathParameter.ReplaceAllStringFunc(op.path, func(match string) string {
+	return matrixParameter.ReplaceAllStringFunc(op.path, func(match string) string {
 		if value, ok := values[match[1:len(match)-1]]; ok {
 			return value
 		}
@@ -551,18 +527,7 @@ func staffOperations(t *testing.T, s *testServer) []staffOperation {
 	}
 	s.do(http.MethodGet, "/openapi.json", "", nil).json(t, &document)
 
-	declared := map[string]api.Access{}
-	registered := api.New(http.NewServeMux(), api.Deps{Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	for _, item := range registered.OpenAPI().Paths {
-		for _, op := range []*huma.Operation{item.Get, item.Put, item.Post, item.Delete, item.Patch} {
-			if op == nil {
-				continue
-			}
-			if access, ok := api.AccessOf(op); ok {
-				declared[op.OperationID] = access
-			}
-		}
-	}
+	declared := declaredAccess()
 
 	var operations []staffOperation
 	for path, methods := range document.Paths {
@@ -621,66 +586,4 @@ func operatorCreatedCount(t *testing.T, s *testServer) int {
 		t.Fatalf("count operator.created events: %v", err)
 	}
 	return count
-}
-
-func TestSelfServiceRegistrationCreatesStaff(t *testing.T) {
-	s := newTestServer(t)
-	admin := testAdmin(t)
-	ctx := context.Background()
-	asOperator := map[string]any{"schema_id": "operator", "schema": "operator", "identity_schema": "operator"}
-	asOperatorQuery := url.Values{"schema_id": {"operator"}, "schema": {"operator"}, "identity_schema": {"operator"}}
-
-	tests := []struct {
-		name         string
-		registration selfservice.Registration
-		wantRejected bool
-	}{
-		{"plain registration", selfservice.Registration{}, false},
-		{"schema in the body", selfservice.Registration{ExtraFields: asOperator}, false},
-		{"schema in the flow query", selfservice.Registration{FlowQuery: asOperatorQuery}, false},
-		{"schema in query and body", selfservice.Registration{FlowQuery: asOperatorQuery, ExtraFields: asOperator}, false},
-		{"schema among the traits", selfservice.Registration{ExtraTraits: asOperator}, true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			registration := tt.registration
-			registration.Email = operatorEmail(t, admin, "self-service")
-			registration.Password = rand.Text()
-
-			token, err := s.flows.RegisterWith(ctx, registration)
-			found, findErr := admin.FindByEmail(ctx, registration.Email)
-			if tt.wantRejected {
-				if err == nil {
-					t.Errorf("registration succeeded, want it rejected")
-				}
-				if !errors.Is(findErr, identity.ErrIdentityNotFound) {
-					t.Errorf("find identity after rejected registration: %+v, error %v; want ErrIdentityNotFound", found, findErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatalf("register: %v", err)
-			}
-			if findErr != nil {
-				t.Fatalf("find registered identity: %v", findErr)
-			}
-			if found.SchemaID != identity.SchemaStaff {
-				t.Fatalf("registered identity has schema %q, want %q", found.SchemaID, identity.SchemaStaff)
-			}
-
-			// The settings flow, the other self-service path that writes an
-			// identity, cannot switch the schema either.
-			err = s.flows.UpdateProfileWith(ctx, token, map[string]any{"email": registration.Email}, asOperator)
-			if err != nil {
-				t.Logf("profile update with a schema field was rejected: %v", err)
-			}
-			after, err := admin.Get(ctx, found.ID)
-			if err != nil {
-				t.Fatalf("get identity after profile update: %v", err)
-			}
-			if after.SchemaID != identity.SchemaStaff {
-				t.Errorf("schema after profile update %q, want %q", after.SchemaID, identity.SchemaStaff)
-			}
-		})
-	}
 }

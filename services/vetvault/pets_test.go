@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -27,27 +26,14 @@ type caller struct {
 // petsCall sends a request with a JSON body (nil for none) as c.
 func (s *testServer) petsCall(c caller, method, path string, body any) response {
 	s.t.Helper()
-	var data []byte
-	if body != nil {
-		data = mustJSON(s.t, body)
-	}
 	if c.invitee == nil {
+		var data []byte
+		if body != nil {
+			data = mustJSON(s.t, body)
+		}
 		return s.do(method, path, c.token, data)
 	}
-	request, err := http.NewRequest(method, s.url+path, bytes.NewReader(data))
-	if err != nil {
-		s.t.Fatalf("new request: %v", err)
-	}
-	if body != nil {
-		request.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.invitee.browser.HTTP().Do(request)
-	if err != nil {
-		s.t.Fatalf("%s %s as %s: %v", method, path, c.name, err)
-	}
-	defer resp.Body.Close()
-	out, _ := io.ReadAll(resp.Body)
-	return response{status: resp.StatusCode, body: out, header: resp.Header}
+	return s.browseJSON(*c.invitee, method, path, body)
 }
 
 // petsStaff invites a new person to clinicID with role and signs them in.
@@ -84,16 +70,6 @@ func (s *testServer) petsCreate(c caller, clinicID, name string) string {
 	}
 	r.json(s.t, &created)
 	return created.ID
-}
-
-// petsIdentityID returns the identity id of the account with token.
-func (s *testServer) petsIdentityID(token string) string {
-	s.t.Helper()
-	var me struct {
-		IdentityID string `json:"identity_id"`
-	}
-	s.do(http.MethodGet, "/v1/me", token, nil).json(s.t, &me)
-	return me.IdentityID
 }
 
 type recordsBody struct {
@@ -241,7 +217,7 @@ func TestReferralEndToEnd(t *testing.T) {
 	receiving := s.signUp(true)
 	clinicB := s.createClinic(receiving.token, "Receiving Clinic")
 	receiver := caller{name: "receiving vet", token: receiving.token}
-	receiverID := s.petsIdentityID(receiving.token)
+	receiverID := s.identityID(receiving.token)
 
 	owner := caller{name: "owner", token: ownerA.token}
 	sharedID := s.petsCreate(owner, clinicA.ID, "Mithu")

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -21,7 +19,6 @@ import (
 	"vetvault/services/audit"
 	"vetvault/services/role"
 	"vetvault/tenants"
-	"vetvault/tenants/tenanttest"
 )
 
 // The role tests run the whole server against the real stack and look at
@@ -38,7 +35,7 @@ func roleKeto(t *testing.T) *identity.Permissions {
 	return identity.NewPermissions(cfg.KetoReadURL, cfg.KetoWriteURL, &http.Client{Timeout: 10 * time.Second})
 }
 
-func (s *testServer) roleIdentityID(token string) string {
+func (s *testServer) identityID(token string) string {
 	s.t.Helper()
 	var me struct {
 		IdentityID string `json:"identity_id"`
@@ -63,30 +60,6 @@ func (s *testServer) roleInviteAt(token, clinicID, email, roleName, branchID str
 	var sent invitationBody
 	r.json(s.t, &sent)
 	return s.accept(email), sent.IdentityID
-}
-
-// roleBrowse sends a request with a JSON body, or none, with the invitee's
-// browser cookies.
-func (s *testServer) roleBrowse(person invitee, method, path string, body any) response {
-	s.t.Helper()
-	var reader io.Reader
-	if body != nil {
-		reader = bytes.NewReader(mustJSON(s.t, body))
-	}
-	request, err := http.NewRequest(method, s.url+path, reader)
-	if err != nil {
-		s.t.Fatalf("new request: %v", err)
-	}
-	if body != nil {
-		request.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := person.browser.HTTP().Do(request)
-	if err != nil {
-		s.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
-	return response{status: resp.StatusCode, body: data, header: resp.Header}
 }
 
 // roleExpect fails the test unless r has status want.
@@ -213,11 +186,11 @@ func TestCustomRoleFrontDeskWithBilling(t *testing.T) {
 
 	t.Run("member holds exactly the role's permissions", func(t *testing.T) {
 		roleExpect(t, "clerk lists appointments", s.browse(clerk, http.MethodGet, base+"/appointments"), http.StatusOK)
-		roleExpect(t, "clerk books", s.roleBrowse(clerk, http.MethodPost, base+"/appointments", booking(clinic.Branches[0].ID)), http.StatusCreated)
+		roleExpect(t, "clerk books", s.browseJSON(clerk, http.MethodPost, base+"/appointments", booking(clinic.Branches[0].ID)), http.StatusCreated)
 		roleExpect(t, "clerk reads the clinic", s.browse(clerk, http.MethodGet, base), http.StatusOK)
 		roleExpect(t, "clerk lists staff", s.browse(clerk, http.MethodGet, base+"/staff"), http.StatusForbidden)
 		roleExpect(t, "clerk lists roles", s.browse(clerk, http.MethodGet, base+"/roles"), http.StatusForbidden)
-		roleExpect(t, "clerk creates a role", s.roleBrowse(clerk, http.MethodPost, base+"/roles",
+		roleExpect(t, "clerk creates a role", s.browseJSON(clerk, http.MethodPost, base+"/roles",
 			map[string]any{"name": "Escalation", "permissions": []string{"view_reports"}}), http.StatusForbidden)
 
 		// Invoices and reports have no operations yet, so the checks go to Keto.
@@ -355,8 +328,8 @@ func TestBranchReceptionistSeesOwnBranch(t *testing.T) {
 	desk, deskID := s.roleInviteAt(owner.token, clinic.ID, newEmail("branch-desk"), "receptionist", first)
 
 	t.Run("books and lists at own branch", func(t *testing.T) {
-		roleExpect(t, "book at own branch", s.roleBrowse(desk, http.MethodPost, base+"/branches/"+first+"/appointments", withoutBranch(booking(first))), http.StatusCreated)
-		r := s.roleBrowse(desk, http.MethodGet, base+"/branches/"+first+"/appointments?date=2026-12-07", nil)
+		roleExpect(t, "book at own branch", s.browseJSON(desk, http.MethodPost, base+"/branches/"+first+"/appointments", withoutBranch(booking(first))), http.StatusCreated)
+		r := s.browseJSON(desk, http.MethodGet, base+"/branches/"+first+"/appointments?date=2026-12-07", nil)
 		roleExpect(t, "list own branch", r, http.StatusOK)
 		var listed appointmentList
 		r.json(t, &listed)
@@ -368,9 +341,9 @@ func TestBranchReceptionistSeesOwnBranch(t *testing.T) {
 
 	t.Run("no other branch and not the whole clinic", func(t *testing.T) {
 		roleExpect(t, "list the clinic's schedule", s.browse(desk, http.MethodGet, base+"/appointments"), http.StatusForbidden)
-		roleExpect(t, "book through the clinic", s.roleBrowse(desk, http.MethodPost, base+"/appointments", booking(first)), http.StatusForbidden)
+		roleExpect(t, "book through the clinic", s.browseJSON(desk, http.MethodPost, base+"/appointments", booking(first)), http.StatusForbidden)
 		roleExpect(t, "list the other branch", s.browse(desk, http.MethodGet, base+"/branches/"+second+"/appointments"), http.StatusForbidden)
-		roleExpect(t, "book at the other branch", s.roleBrowse(desk, http.MethodPost, base+"/branches/"+second+"/appointments", withoutBranch(booking(second))), http.StatusForbidden)
+		roleExpect(t, "book at the other branch", s.browseJSON(desk, http.MethodPost, base+"/branches/"+second+"/appointments", withoutBranch(booking(second))), http.StatusForbidden)
 	})
 
 	t.Run("another clinic's path does not reach the branch", func(t *testing.T) {
@@ -433,7 +406,7 @@ func TestRevocationLeavesOtherRelationshipsIntact(t *testing.T) {
 		roleExpect(t, "add to billing", s.do(http.MethodPost, base+"/roles/"+billing.ID+"/members", owner.token,
 			mustJSON(t, map[string]string{"identity_id": member})), http.StatusNoContent)
 	}
-	roleExpect(t, "manager grants the vet nurse", s.roleBrowse(manager, http.MethodPost, base+"/members/"+vetID+"/roles",
+	roleExpect(t, "manager grants the vet nurse", s.browseJSON(manager, http.MethodPost, base+"/members/"+vetID+"/roles",
 		map[string]string{"role": "nurse"}), http.StatusNoContent)
 
 	before := s.roleTuples(keto, clinic.ID)
@@ -445,7 +418,7 @@ func TestRevocationLeavesOtherRelationshipsIntact(t *testing.T) {
 		t.Fatal("the veterinarian may not write records before the revocation")
 	}
 
-	roleExpect(t, "manager revokes veterinarian", s.roleBrowse(manager, http.MethodDelete, base+"/members/"+vetID+"/roles/veterinarian", nil), http.StatusNoContent)
+	roleExpect(t, "manager revokes veterinarian", s.browseJSON(manager, http.MethodDelete, base+"/members/"+vetID+"/roles/veterinarian", nil), http.StatusNoContent)
 
 	t.Run("only that relationship is gone", func(t *testing.T) {
 		after := s.roleTuples(keto, clinic.ID)
@@ -461,7 +434,7 @@ func TestRevocationLeavesOtherRelationshipsIntact(t *testing.T) {
 		}
 		// Nurse and billing remain: the schedule is still visible, the staff list is not.
 		roleExpect(t, "list appointments as nurse", s.browse(vet, http.MethodGet, base+"/appointments"), http.StatusOK)
-		roleExpect(t, "book as nurse only", s.roleBrowse(vet, http.MethodPost, base+"/appointments", booking(branch)), http.StatusForbidden)
+		roleExpect(t, "book as nurse only", s.browseJSON(vet, http.MethodPost, base+"/appointments", booking(branch)), http.StatusForbidden)
 	})
 
 	t.Run("removing from a custom role", func(t *testing.T) {
@@ -485,32 +458,32 @@ func TestRevocationLeavesOtherRelationshipsIntact(t *testing.T) {
 func TestRoleRules(t *testing.T) {
 	s := newTestServer(t)
 	owner := s.signUp(true)
-	ownerID := s.roleIdentityID(owner.token)
+	ownerID := s.identityID(owner.token)
 	clinic := s.createClinic(owner.token, "Rules Clinic")
 	base := "/v1/clinics/" + clinic.ID
 	manager, managerID := s.roleInviteAt(owner.token, clinic.ID, newEmail("manager"), "manager", "")
 	_, nurseID := s.roleInviteAt(owner.token, clinic.ID, newEmail("nurse"), "nurse", "")
 	outsider := s.signUp(true)
 	outsiderClinic := s.createClinic(outsider.token, "Outsider Clinic")
-	outsiderID := s.roleIdentityID(outsider.token)
+	outsiderID := s.identityID(outsider.token)
 
 	grant := func(token, target string, body map[string]string) response {
 		return s.do(http.MethodPost, base+"/members/"+target+"/roles", token, mustJSON(t, body))
 	}
 
 	t.Run("only members", func(t *testing.T) {
-		roleExpect(t, "grant to another clinic's owner", s.roleBrowse(manager, http.MethodPost, base+"/members/"+outsiderID+"/roles", map[string]string{"role": "nurse"}), http.StatusNotFound)
-		roleExpect(t, "grant to an unknown identity", s.roleBrowse(manager, http.MethodPost, base+"/members/"+uuid.NewString()+"/roles", map[string]string{"role": "nurse"}), http.StatusNotFound)
-		r := s.roleBrowse(manager, http.MethodPost, base+"/roles", map[string]any{"name": "Desk", "permissions": []string{"view_appointments"}})
+		roleExpect(t, "grant to another clinic's owner", s.browseJSON(manager, http.MethodPost, base+"/members/"+outsiderID+"/roles", map[string]string{"role": "nurse"}), http.StatusNotFound)
+		roleExpect(t, "grant to an unknown identity", s.browseJSON(manager, http.MethodPost, base+"/members/"+uuid.NewString()+"/roles", map[string]string{"role": "nurse"}), http.StatusNotFound)
+		r := s.browseJSON(manager, http.MethodPost, base+"/roles", map[string]any{"name": "Desk", "permissions": []string{"view_appointments"}})
 		roleExpect(t, "create a role", r, http.StatusCreated)
 		var desk roleCustomBody
 		r.json(t, &desk)
-		roleExpect(t, "add an outsider to a custom role", s.roleBrowse(manager, http.MethodPost, base+"/roles/"+desk.ID+"/members",
+		roleExpect(t, "add an outsider to a custom role", s.browseJSON(manager, http.MethodPost, base+"/roles/"+desk.ID+"/members",
 			map[string]string{"identity_id": outsiderID}), http.StatusNotFound)
-		roleExpect(t, "add to an unknown role", s.roleBrowse(manager, http.MethodPost, base+"/roles/"+uuid.NewString()+"/members",
+		roleExpect(t, "add to an unknown role", s.browseJSON(manager, http.MethodPost, base+"/roles/"+uuid.NewString()+"/members",
 			map[string]string{"identity_id": nurseID}), http.StatusNotFound)
-		roleExpect(t, "revoke a role not held", s.roleBrowse(manager, http.MethodDelete, base+"/members/"+nurseID+"/roles/receptionist", nil), http.StatusNotFound)
-		roleExpect(t, "grant a role held", s.roleBrowse(manager, http.MethodPost, base+"/members/"+nurseID+"/roles", map[string]string{"role": "nurse"}), http.StatusConflict)
+		roleExpect(t, "revoke a role not held", s.browseJSON(manager, http.MethodDelete, base+"/members/"+nurseID+"/roles/receptionist", nil), http.StatusNotFound)
+		roleExpect(t, "grant a role held", s.browseJSON(manager, http.MethodPost, base+"/members/"+nurseID+"/roles", map[string]string{"role": "nurse"}), http.StatusConflict)
 		roleExpect(t, "outsider changes this clinic's roles", grant(outsider.token, nurseID, map[string]string{"role": "manager"}), http.StatusNotFound)
 		roleExpect(t, "grant through the outsider's clinic", s.do(http.MethodPost, "/v1/clinics/"+outsiderClinic.ID+"/members/"+nurseID+"/roles",
 			outsider.token, mustJSON(t, map[string]string{"role": "nurse"})), http.StatusNotFound)
@@ -585,8 +558,8 @@ func TestRoleRules(t *testing.T) {
 	})
 
 	t.Run("owners", func(t *testing.T) {
-		roleExpect(t, "manager grants owner", s.roleBrowse(manager, http.MethodPost, base+"/members/"+nurseID+"/roles", map[string]string{"role": "owner"}), http.StatusForbidden)
-		roleExpect(t, "manager revokes owner", s.roleBrowse(manager, http.MethodDelete, base+"/members/"+ownerID+"/roles/owner", nil), http.StatusForbidden)
+		roleExpect(t, "manager grants owner", s.browseJSON(manager, http.MethodPost, base+"/members/"+nurseID+"/roles", map[string]string{"role": "owner"}), http.StatusForbidden)
+		roleExpect(t, "manager revokes owner", s.browseJSON(manager, http.MethodDelete, base+"/members/"+ownerID+"/roles/owner", nil), http.StatusForbidden)
 		roleExpect(t, "last owner demotes self", s.do(http.MethodDelete, base+"/members/"+ownerID+"/roles/owner", owner.token, nil), http.StatusConflict)
 		roleExpect(t, "owner takes a second role", grant(owner.token, ownerID, map[string]string{"role": "veterinarian"}), http.StatusNoContent)
 		r := s.do(http.MethodDelete, base+"/members/"+ownerID+"/roles/owner", owner.token, nil)
@@ -596,7 +569,7 @@ func TestRoleRules(t *testing.T) {
 		}
 		roleExpect(t, "owner makes the manager owner", grant(owner.token, managerID, map[string]string{"role": "owner"}), http.StatusNoContent)
 		roleExpect(t, "owner steps down", s.do(http.MethodDelete, base+"/members/"+ownerID+"/roles/owner", owner.token, nil), http.StatusNoContent)
-		roleExpect(t, "new owner is the last one", s.roleBrowse(manager, http.MethodDelete, base+"/members/"+managerID+"/roles/owner", nil), http.StatusConflict)
+		roleExpect(t, "new owner is the last one", s.browseJSON(manager, http.MethodDelete, base+"/members/"+managerID+"/roles/owner", nil), http.StatusConflict)
 	})
 }
 
@@ -643,310 +616,6 @@ func TestRoleChangesDeclareAccess(t *testing.T) {
 	for id := range want {
 		if !found[id] {
 			t.Errorf("operation %s is not registered", id)
-		}
-	}
-}
-
-func TestReconcilerRepairsDrift(t *testing.T) {
-	s := newTestServer(t)
-	keto := roleKeto(t)
-	ctx := context.Background()
-	owner := s.signUp(true)
-	clinic := s.createClinic(owner.token, "Drift Clinic")
-	base := "/v1/clinics/" + clinic.ID
-	nurse, nurseID := s.roleInviteAt(owner.token, clinic.ID, newEmail("nurse"), "nurse", "")
-	reconciler := s.roleReconciler(keto)
-
-	if result, err := reconciler.ReconcileOnce(ctx); err != nil || result.Written+result.Deleted != 0 {
-		t.Fatalf("first pass = %+v, %v; want nothing to repair", result, err)
-	}
-	want := s.roleTuples(keto, clinic.ID)
-
-	deleted := identity.Relationship{Namespace: identity.ClinicNamespace, Object: clinic.ID, Relation: "nurses", SubjectID: uuid.MustParse(nurseID)}
-	added := identity.Relationship{Namespace: identity.ClinicNamespace, Object: clinic.ID, Relation: "managers", SubjectID: uuid.MustParse(nurseID)}
-	link := tenants.BranchLinks(uuid.MustParse(clinic.ID), uuid.MustParse(clinic.Branches[0].ID))[0]
-	if err := keto.Delete(ctx, deleted); err != nil {
-		t.Fatalf("delete behind the reconciler's back: %v", err)
-	}
-	if err := keto.Delete(ctx, link); err != nil {
-		t.Fatalf("delete branch link: %v", err)
-	}
-	roleExpect(t, "nurse without the relationship", s.browse(nurse, http.MethodGet, base+"/appointments"), http.StatusNotFound)
-	if err := keto.Write(ctx, added); err != nil {
-		t.Fatalf("write behind the reconciler's back: %v", err)
-	}
-	roleExpect(t, "nurse with a stray manager relationship", s.browse(nurse, http.MethodGet, base+"/staff"), http.StatusOK)
-
-	result, err := reconciler.ReconcileOnce(ctx)
-	if err != nil {
-		t.Fatalf("reconcile: %v", err)
-	}
-	if result.Written != 2 || result.Deleted != 1 {
-		t.Errorf("repairs = %+v, want 2 written (nurse, branch link) and 1 deleted (manager)", result)
-	}
-	if got := s.roleTuples(keto, clinic.ID); !slices.Equal(got, want) {
-		t.Errorf("relationships after repair =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
-	}
-	roleExpect(t, "nurse after repair", s.browse(nurse, http.MethodGet, base+"/appointments"), http.StatusOK)
-	roleExpect(t, "nurse lists staff after repair", s.browse(nurse, http.MethodGet, base+"/staff"), http.StatusForbidden)
-
-	var repairs []string
-	err = s.db.App.InClinic(ctx, uuid.MustParse(clinic.ID), func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `SELECT detail->>'change' || ' ' || (detail->>'relationship') FROM audit_events
-			WHERE action = 'relationship.repaired' ORDER BY 1`)
-		if err != nil {
-			return err
-		}
-		repairs, err = pgx.CollectRows(rows, pgx.RowTo[string])
-		return err
-	})
-	if err != nil {
-		t.Fatalf("read repair events: %v", err)
-	}
-	wantRepairs := []string{"deleted " + added.String(), "written " + link.String(), "written " + deleted.String()}
-	slices.Sort(wantRepairs)
-	if !slices.Equal(repairs, wantRepairs) {
-		t.Errorf("repair audit events = %v, want %v", repairs, wantRepairs)
-	}
-
-	if result, err := reconciler.ReconcileOnce(ctx); err != nil || result.Written+result.Deleted != 0 {
-		t.Errorf("pass after repair = %+v, %v; want nothing to repair", result, err)
-	}
-}
-
-// TestOutboxRetriesFailedApply changes roles through services whose Keto is
-// a closed loopback port, then lets the reconciler, with the real Keto,
-// apply what stayed pending.
-func TestOutboxRetriesFailedApply(t *testing.T) {
-	s := newTestServer(t)
-	keto := roleKeto(t)
-	ctx := context.Background()
-	owner := s.signUp(true)
-	ownerID := uuid.MustParse(s.roleIdentityID(owner.token))
-	clinic := s.createClinic(owner.token, "Outbox Clinic")
-	clinicID := uuid.MustParse(clinic.ID)
-	nurse, nurseID := s.roleInviteAt(owner.token, clinic.ID, newEmail("nurse"), "nurse", "")
-	base := "/v1/clinics/" + clinic.ID
-
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	dead := identity.NewPermissions(deadKetoURL, deadKetoURL, &http.Client{Timeout: 2 * time.Second})
-	deadOutbox := tenants.NewOutbox(s.db.App, dead, log)
-	roles := role.NewService(s.db.App, deadOutbox, time.Now)
-	actor := role.Actor{IdentityID: ownerID}
-
-	outboxRows := func() (pending, applied int) {
-		t.Helper()
-		err := s.db.App.InClinic(ctx, clinicID, func(tx pgx.Tx) error {
-			return tx.QueryRow(ctx, `SELECT count(*) FILTER (WHERE state = 'pending'), count(*) FILTER (WHERE state = 'applied')
-				FROM relationship_outbox`).Scan(&pending, &applied)
-		})
-		if err != nil {
-			t.Fatalf("count outbox rows: %v", err)
-		}
-		return pending, applied
-	}
-	_, appliedBefore := outboxRows()
-
-	if err := roles.Grant(ctx, clinicID, actor, uuid.MustParse(nurseID), role.Assignment{Role: "receptionist"}); err != nil {
-		t.Fatalf("grant with Keto unreachable after the commit: %v, want success", err)
-	}
-	pending, _ := outboxRows()
-	if pending != 1 {
-		t.Fatalf("%d pending outbox rows after the failed apply, want 1", pending)
-	}
-	var attempts int
-	var lastError string
-	err := s.db.App.InClinic(ctx, clinicID, func(tx pgx.Tx) error {
-		return tx.QueryRow(ctx, `SELECT attempts, last_error FROM relationship_outbox WHERE state = 'pending'`).Scan(&attempts, &lastError)
-	})
-	if err != nil || attempts != 1 || lastError == "" {
-		t.Errorf("pending row attempts %d, last_error %q, err %v; want 1 attempt with its error", attempts, lastError, err)
-	}
-	roleExpect(t, "nurse books before the retry", s.roleBrowse(nurse, http.MethodPost, base+"/appointments", booking(clinic.Branches[0].ID)), http.StatusForbidden)
-
-	t.Run("revocation with Keto unreachable changes nothing", func(t *testing.T) {
-		err := roles.Revoke(ctx, clinicID, actor, uuid.MustParse(nurseID), role.Assignment{Role: "nurse"})
-		if !errors.Is(err, identity.ErrPermissionsUnavailable) {
-			t.Fatalf("revoke = %v, want ErrPermissionsUnavailable", err)
-		}
-		var list membersBody
-		s.do(http.MethodGet, base+"/members", owner.token, nil).json(t, &list)
-		for _, m := range list.Members {
-			if m.IdentityID == nurseID && !slices.Equal(m.ClinicRoles, []string{"nurse", "receptionist"}) {
-				t.Errorf("nurse's roles after the failed revocation = %v, want nurse and receptionist", m.ClinicRoles)
-			}
-		}
-		if n := s.clinicEvents(clinic.ID, "role.revoked", nurseID); n != 0 {
-			t.Errorf("%d role.revoked events after the failed revocation, want 0", n)
-		}
-	})
-
-	t.Run("clinic creation with Keto unreachable stores nothing", func(t *testing.T) {
-		_, err := tenants.NewClinics(s.db.App, deadOutbox).Create(ctx, ownerID, tenants.NewClinic{Name: "Never", BranchName: "Nowhere"})
-		if !errors.Is(err, identity.ErrPermissionsUnavailable) {
-			t.Fatalf("create = %v, want ErrPermissionsUnavailable", err)
-		}
-		var registered int
-		if err := s.db.Owner.QueryRow(ctx, `SELECT count(*) FROM clinic_registry`).Scan(&registered); err != nil {
-			t.Fatalf("count registered clinics: %v", err)
-		}
-		if registered != 1 {
-			t.Errorf("%d registered clinics, want 1 (the clinic created before)", registered)
-		}
-	})
-
-	result, err := s.roleReconciler(keto).ReconcileOnce(ctx)
-	if err != nil {
-		t.Fatalf("reconcile: %v", err)
-	}
-	if result.Applied != 1 || result.Written != 0 || result.Deleted != 0 {
-		t.Errorf("reconcile = %+v, want the pending row applied and no drift left to repair", result)
-	}
-	pending, applied := outboxRows()
-	if pending != 0 || applied != appliedBefore+1 {
-		t.Errorf("outbox after the retry: %d pending, %d applied; want 0 and %d", pending, applied, appliedBefore+1)
-	}
-	roleExpect(t, "nurse books after the retry", s.roleBrowse(nurse, http.MethodPost, base+"/appointments", booking(clinic.Branches[0].ID)), http.StatusCreated)
-}
-
-// TestPendingWriteCannotUndoLaterRevocation grants with Keto unreachable,
-// revokes through the working Keto, and checks that the reconciler does not
-// resurrect the grant from its pending outbox row.
-func TestPendingWriteCannotUndoLaterRevocation(t *testing.T) {
-	s := newTestServer(t)
-	keto := roleKeto(t)
-	ctx := context.Background()
-	owner := s.signUp(true)
-	ownerID := uuid.MustParse(s.roleIdentityID(owner.token))
-	clinic := s.createClinic(owner.token, "Supersede Clinic")
-	clinicID := uuid.MustParse(clinic.ID)
-	_, nurseID := s.roleInviteAt(owner.token, clinic.ID, newEmail("nurse"), "nurse", "")
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	actor := role.Actor{IdentityID: ownerID}
-	grant := role.Assignment{Role: "receptionist"}
-
-	dead := identity.NewPermissions(deadKetoURL, deadKetoURL, &http.Client{Timeout: 2 * time.Second})
-	if err := role.NewService(s.db.App, tenants.NewOutbox(s.db.App, dead, log), time.Now).Grant(ctx, clinicID, actor, uuid.MustParse(nurseID), grant); err != nil {
-		t.Fatalf("grant: %v", err)
-	}
-	if err := role.NewService(s.db.App, tenants.NewOutbox(s.db.App, keto, log), time.Now).Revoke(ctx, clinicID, actor, uuid.MustParse(nurseID), grant); err != nil {
-		t.Fatalf("revoke: %v", err)
-	}
-	result, err := s.roleReconciler(keto).ReconcileOnce(ctx)
-	if err != nil {
-		t.Fatalf("reconcile: %v", err)
-	}
-	if result.Applied != 0 || result.Written != 0 || result.Deleted != 0 {
-		t.Errorf("reconcile = %+v, want nothing: the revocation superseded the pending grant", result)
-	}
-	if roleCheck(t, keto, identity.ClinicNamespace, clinic.ID, "book_appointments", nurseID) {
-		t.Error("the revoked receptionist role came back")
-	}
-}
-
-// TestOwnersRevokingEachOtherKeepOne has two owners revoke each other's
-// owner role at the same time: exactly one revocation succeeds.
-func TestOwnersRevokingEachOtherKeepOne(t *testing.T) {
-	s := newTestServer(t)
-	keto := roleKeto(t)
-	ctx := context.Background()
-	first := s.signUp(true)
-	firstID := uuid.MustParse(s.roleIdentityID(first.token))
-	clinic := s.createClinic(first.token, "Two Owner Clinic")
-	clinicID := uuid.MustParse(clinic.ID)
-	r := s.invite(first.token, clinic.ID, newEmail("co-owner"), "owner")
-	if r.status != http.StatusCreated {
-		t.Fatalf("invite co-owner: status %d, body %s", r.status, r.body)
-	}
-	var sent invitationBody
-	r.json(t, &sent)
-	secondID := uuid.MustParse(sent.IdentityID)
-	roles := role.NewService(s.db.App, tenants.NewOutbox(s.db.App, keto, slog.New(slog.NewTextHandler(io.Discard, nil))), time.Now)
-	// A member's only role cannot be revoked, so both owners are managers too.
-	for _, id := range []uuid.UUID{firstID, secondID} {
-		if err := roles.Grant(ctx, clinicID, role.Actor{IdentityID: firstID}, id, role.Assignment{Role: "manager"}); err != nil {
-			t.Fatalf("grant manager: %v", err)
-		}
-	}
-
-	results := make(chan error, 2)
-	for _, pair := range [][2]uuid.UUID{{firstID, secondID}, {secondID, firstID}} {
-		go func() {
-			results <- roles.Revoke(ctx, clinicID, role.Actor{IdentityID: pair[0]}, pair[1], role.Assignment{Role: "owner"})
-		}()
-	}
-	var succeeded, rejected int
-	for range 2 {
-		switch err := <-results; {
-		case err == nil:
-			succeeded++
-		case errors.Is(err, role.ErrLastOwner), errors.Is(err, role.ErrOwnersOnly):
-			// ErrOwnersOnly when the other revocation committed first.
-			rejected++
-		default:
-			t.Errorf("revoke: %v", err)
-		}
-	}
-	if succeeded != 1 || rejected != 1 {
-		t.Errorf("%d revocations succeeded and %d were rejected, want 1 and 1", succeeded, rejected)
-	}
-	owners := 0
-	for _, id := range []uuid.UUID{firstID, secondID} {
-		if roleCheck(t, keto, identity.ClinicNamespace, clinic.ID, "edit_subscription", id.String()) {
-			owners++
-		}
-	}
-	if owners != 1 {
-		t.Errorf("%d owners left in Keto, want 1", owners)
-	}
-}
-
-// TestServeRunsReconciler starts the server as `vetvault serve` does and
-// waits for its reconciler to restore a relationship deleted in Keto.
-func TestServeRunsReconciler(t *testing.T) {
-	t.Setenv("VETVAULT_ENV", "dev")
-	t.Setenv("VETVAULT_ADDR", "127.0.0.1:0")
-	t.Setenv("VETVAULT_RECONCILE_INTERVAL", "1s")
-	db := tenanttest.New(t)
-	t.Setenv("VETVAULT_DATABASE_URL", db.AppURL)
-	cfg, err := loadConfig()
-	if err != nil {
-		t.Fatalf("load config: %v", err)
-	}
-	keto := roleKeto(t)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	ctx := context.Background()
-
-	owner := uuid.New()
-	clinic, err := tenants.NewClinics(db.App, tenants.NewOutbox(db.App, keto, log)).Create(ctx, owner,
-		tenants.NewClinic{Name: "Served Clinic", BranchName: "Main", OwnerEmail: "served-owner@vetvault.test"})
-	if err != nil {
-		t.Fatalf("create clinic: %v", err)
-	}
-	ownerTuple := tenants.Grant{IdentityID: owner, Role: identity.RoleOwner}.Relationship(clinic.ID)
-	if err := keto.Delete(ctx, ownerTuple); err != nil {
-		t.Fatalf("delete the owner relationship: %v", err)
-	}
-	if roleCheck(t, keto, identity.ClinicNamespace, clinic.ID.String(), "edit_subscription", owner.String()) {
-		t.Fatal("the owner relationship is still in Keto after its deletion")
-	}
-
-	serveCtx, stop := context.WithCancel(ctx)
-	served := make(chan error, 1)
-	go func() { served <- serve(serveCtx, log, cfg) }()
-	defer func() {
-		stop()
-		if err := <-served; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	}()
-
-	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		if roleCheck(t, keto, identity.ClinicNamespace, clinic.ID.String(), "edit_subscription", owner.String()) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the served reconciler did not restore the owner relationship within 15 s")
 		}
 	}
 }

@@ -1,13 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"regexp"
 	"strings"
 	"testing"
@@ -19,49 +19,6 @@ import (
 	"vetvault/identity"
 	"vetvault/identity/selfservice"
 )
-
-// mailpitURL is mailpit's HTTP API, where the test stack catches all mail.
-const mailpitURL = "http://127.0.0.1:8025"
-
-// latestMail waits up to 15 s for a message to recipient whose text contains
-// want, and returns its text. Kratos's courier sends asynchronously.
-func latestMail(t *testing.T, recipient, want string) string {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		var found struct {
-			Messages []struct {
-				ID string `json:"ID"`
-			} `json:"messages"`
-		}
-		getJSON(t, mailpitURL+"/api/v1/search?query="+url.QueryEscape(`to:"`+recipient+`"`), &found)
-		for _, m := range found.Messages {
-			var message struct {
-				Text string `json:"Text"`
-			}
-			getJSON(t, mailpitURL+"/api/v1/message/"+m.ID, &message)
-			if strings.Contains(message.Text, want) {
-				return message.Text
-			}
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	t.Fatalf("no mail to %s containing %q within 15 s", recipient, want)
-	return ""
-}
-
-func getJSON(t *testing.T, address string, into any) {
-	t.Helper()
-	response, err := http.Get(address)
-	if err != nil {
-		t.Fatalf("GET %s: %v", address, err)
-	}
-	defer response.Body.Close()
-	data, _ := io.ReadAll(response.Body)
-	if err := json.Unmarshal(data, into); err != nil {
-		t.Fatalf("decode %s: %v (%s)", address, err, data)
-	}
-}
 
 var (
 	invitationCode = regexp.MustCompile(`Code: (\S+)`)
@@ -83,8 +40,8 @@ func (s *testServer) clinicEvents(clinicID, action, target string) int {
 	return n
 }
 
-// securityEvents counts platform security events with action about target;
-// only the migration owner may read them.
+// securityEvents counts platform security events with action about target.
+// Only the migration owner may read them.
 func (s *testServer) securityEvents(action, target string) int {
 	s.t.Helper()
 	var n int
@@ -149,9 +106,23 @@ func (s *testServer) accept(email string) invitee {
 // browse sends a request with the invitee's browser cookies.
 func (s *testServer) browse(person invitee, method, path string) response {
 	s.t.Helper()
-	request, err := http.NewRequest(method, s.url+path, nil)
+	return s.browseJSON(person, method, path, nil)
+}
+
+// browseJSON sends a request with body as JSON (none when body is nil) from
+// the browser of person, whose cookie jar holds the session.
+func (s *testServer) browseJSON(person invitee, method, path string, body any) response {
+	s.t.Helper()
+	var reader io.Reader
+	if body != nil {
+		reader = bytes.NewReader(mustJSON(s.t, body))
+	}
+	request, err := http.NewRequest(method, s.url+path, reader)
 	if err != nil {
 		s.t.Fatalf("new request: %v", err)
+	}
+	if body != nil {
+		request.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := person.browser.HTTP().Do(request)
 	if err != nil {
