@@ -56,7 +56,7 @@ type Clinics struct {
 	outbox *Outbox
 }
 
-// NewClinics returns the clinic service; outbox carries the new clinic's
+// NewClinics returns the clinic service. outbox carries the new clinic's
 // relationships to Keto.
 func NewClinics(db *DB, outbox *Outbox) *Clinics {
 	return &Clinics{db: db, outbox: outbox}

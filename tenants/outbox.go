@@ -15,7 +15,7 @@ import (
 )
 
 // RelationshipStore is the part of Keto that the outbox and the reconciler
-// use; *identity.Permissions implements it.
+// use. *identity.Permissions implements it.
 type RelationshipStore interface {
 	Write(ctx context.Context, r identity.Relationship) error
 	Delete(ctx context.Context, r identity.Relationship) error
@@ -305,7 +305,7 @@ func (o *Outbox) applyChange(ctx context.Context, c change) error {
 
 // apply applies the outbox rows ids of clinicID that are still pending, in
 // order, and marks them applied. It stops at the first failure, which it
-// records on the row and logs; the reconciler retries from there.
+// records on the row and logs. The reconciler retries from there.
 func (o *Outbox) apply(ctx context.Context, clinicID uuid.UUID, ids []int64) {
 	// The request may already be cancelled (the client went away), but the
 	// change is committed and Keto should follow it now.

@@ -25,7 +25,7 @@ type AppendEvent func(ctx context.Context, tx pgx.Tx, event identity.Event) erro
 // branches and its custom roles. It writes the missing ones and deletes the
 // extra ones, and audits each repair in the clinic's trail.
 //
-// Only the relations VetVault derives from these tables are compared; a
+// Only the relations VetVault derives from these tables are compared. A
 // relationship under any other relation (a pet's referral, say) is left
 // alone.
 type Reconciler struct {
@@ -169,7 +169,7 @@ func (r *Reconciler) repairDrift(ctx context.Context, tx pgx.Tx, clinicID uuid.U
 	desired, objects, found, err := desiredRelationships(ctx, tx, clinicID)
 	if err != nil || !found {
 		// NOTE: a clinic row that is gone keeps its relationships in Keto.
-		// They grant nothing, because no rows carry the clinic's id; deleting
+		// They grant nothing, because no rows carry the clinic's id. Deleting
 		// a clinic should record their deletion in the outbox.
 		return nil, err
 	}

@@ -61,7 +61,7 @@ func TestTOTPCodeWorksOnce(t *testing.T) {
 	target := h.signUp(true)
 	ctx := context.Background()
 
-	// Registration used the current code to enrol; enrolment is not a login,
+	// Registration used the current code to enrol. Enrolment is not a login,
 	// so a login may still use that code once.
 	code, err := totp.GenerateCode(target.secret, time.Now())
 	if err != nil {

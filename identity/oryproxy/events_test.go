@@ -117,7 +117,7 @@ func TestFailedLoginFloor(t *testing.T) {
 		t.Fatalf("status %d, want 400", reply.Status)
 	}
 	// The login call also creates the flow, so its duration bounds the
-	// submission's from above only; the floor bounds it from below.
+	// submission's from above only, and the floor bounds it from below.
 	if elapsed := time.Since(started); elapsed < 300*time.Millisecond {
 		t.Errorf("failed login took %s, want at least 300ms", elapsed)
 	}

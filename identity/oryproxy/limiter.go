@@ -60,7 +60,8 @@ type countedRow struct {
 
 // verdict is the outcome of counting one attempt.
 type verdict struct {
-	// limited is set when a key is over its limit; then nothing was counted.
+	// limited is set when a key is over its limit, and then nothing was
+	// counted.
 	limited    bool
 	scope      string
 	retryAfter time.Duration

@@ -4,13 +4,13 @@
 //
 //   - login, recovery, verification and second-factor code submissions are
 //     rate-limited per client IP, per login identifier, per flow and per
-//     session, with counters in PostgreSQL shared by every server instance;
+//     session, with counters in PostgreSQL shared by every server instance.
 //   - a password login of a deactivated identity gets the same response as
 //     a wrong password or an unknown email. Every failed password login
 //     also takes at least a fixed time, longer than Kratos's delay for an
-//     unknown email, so that the timing does not single out known accounts;
+//     unknown email, so that the timing does not single out known accounts.
 //   - a TOTP code completes a sign-in once per identity, which Kratos v1.3.1
-//     does not enforce itself;
+//     does not enforce itself.
 //   - logins, failed logins, limits hit, reused codes and password and factor
 //     changes are written to the audit trail, without secrets.
 //
@@ -74,7 +74,7 @@ type Deps struct {
 	Sessions SessionVerifier
 	Events   identity.EventRecorder
 	Log      *slog.Logger
-	// Invalidator is told about every session that Kratos ends through the
+	// Invalidator receives every session that Kratos ends through the
 	// proxy (logout, a password change ending the other sessions, a
 	// rejected TOTP code), so no server keeps such a session cached. Nil
 	// when sessions are not cached.
@@ -82,7 +82,7 @@ type Deps struct {
 }
 
 // Limits are the brute-force limits. Login limits count every login
-// submission that is not a code; code limits count second-factor codes,
+// submission that is not a code. Code limits count second-factor codes,
 // recovery and verification submissions.
 type Limits struct {
 	// LoginPerIdentifier counts password logins per normalised identifier,
@@ -127,12 +127,12 @@ func DefaultLimits() Limits {
 // response time would distinguish an unknown email from a wrong password.
 //
 // NOTE: a password hash check slower than the floor (a high bcrypt cost on
-// a slow machine) would still show in the timing; measure the production
+// a slow machine) would still show in the timing. Measure the production
 // hasher and raise the floor above it.
 const defaultFailedLoginFloor = 1250 * time.Millisecond
 
 // defaultMaxBody caps the request bodies the proxy reads. Kratos's own
-// self-service bodies are a few hundred bytes; a WebAuthn registration is
+// self-service bodies are a few hundred bytes, and a WebAuthn registration is
 // the largest at a few KiB.
 const defaultMaxBody = 64 << 10
 
@@ -154,7 +154,7 @@ func WithClock(now func() time.Time) Option {
 }
 
 // WithMaxBody sets the largest request body, in bytes, the proxy accepts on
-// a guarded path; a larger one gets 413.
+// a guarded path. A larger one gets 413.
 func WithMaxBody(bytes int64) Option {
 	return func(p *Proxy) { p.maxBody = bytes }
 }
@@ -343,7 +343,7 @@ func (p *Proxy) limitKeys(s *submission) []limitKey {
 // and encoding the client used.
 //
 // NOTE: an identity deactivated between this lookup and Kratos's own check
-// still gets Kratos's disabled response once; catching that would need the
+// still gets Kratos's disabled response once. Catching that would need the
 // response rewritten too.
 func (p *Proxy) hideDeactivated(ctx context.Context, r *http.Request, s *submission) error {
 	found, err := p.admin.FindByEmail(ctx, s.identifier)

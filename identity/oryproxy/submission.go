@@ -87,7 +87,7 @@ type submission struct {
 	// login's minimum duration is measured.
 	started time.Time
 	// fields holds the body's scalar fields as strings, keyed by lower-cased
-	// name (for JSON, by case-folded name; see canonicalKey).
+	// name (for JSON, by case-folded name as canonicalKey computes it).
 	fields   map[string]string
 	encoding string
 	body     []byte

@@ -9,7 +9,7 @@ import (
 )
 
 // The benchmarks use an AAL2 session registered through Kratos's API
-// flows; docs/benchmarks.md records their numbers.
+// flows. docs/benchmarks.md records their numbers.
 
 // BenchmarkVerifyKratos measures one whoami round trip to Kratos, the cost
 // of every request without the cache.

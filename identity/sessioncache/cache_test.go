@@ -102,7 +102,7 @@ func TestVerifyExpiry(t *testing.T) {
 			}
 			now.Advance(tt.advance)
 			// Kratos compares with its own clock, so the session is still
-			// valid there; only the cache's clock moved.
+			// valid there. Only the cache's clock moved.
 			if _, err := cache.Verify(context.Background(), tokenOf(f.staff[0])); err != nil {
 				t.Fatalf("second Verify: %v", err)
 			}

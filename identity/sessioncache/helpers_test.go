@@ -43,8 +43,8 @@ type person struct {
 	token           string // AAL2 when enrolled, else AAL1
 }
 
-// signUp registers an identity through Kratos's API flows; with enrol set it
-// also enrols TOTP, which raises the session to AAL2.
+// signUp registers an identity through Kratos's API flows. With enrol set
+// it also enrols TOTP, which raises the session to AAL2.
 func signUp(ctx context.Context, enrol bool) (person, error) {
 	flows := selfservice.New(kratosPublicURL(), httpClient)
 	p := person{

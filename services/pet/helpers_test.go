@@ -22,7 +22,7 @@ import (
 )
 
 // The tests run against the real PostgreSQL, Keto and Kratos admin API that
-// `go tool task test` starts; the URLs default to the development stack's.
+// `go tool task test` starts. The URLs default to the development stack's.
 
 func envOr(name, fallback string) string {
 	if value := os.Getenv(name); value != "" {

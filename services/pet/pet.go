@@ -23,7 +23,7 @@ import (
 	"vetvault/identity"
 )
 
-// Errors the services return; the API layer maps them to status codes.
+// Errors the services return. The API layer maps them to status codes.
 var (
 	ErrNotFound         = errors.New("pet not found in this clinic")
 	ErrParentNotFound   = errors.New("pet parent not found in this clinic")

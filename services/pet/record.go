@@ -37,7 +37,7 @@ type Consultation struct {
 }
 
 // Vitals are measurements taken by a nurse or vet. At least one
-// measurement is present; a nil one was not taken.
+// measurement is present, and a nil one was not taken.
 type Vitals struct {
 	WeightKg           *float64 `json:"weight_kg,omitempty"`
 	TemperatureC       *float64 `json:"temperature_c,omitempty"`

@@ -92,7 +92,7 @@ type Referrals struct {
 }
 
 // NewReferrals returns the referral service. outbox carries the referrals'
-// Keto relationships; log receives the sweeper's failures.
+// Keto relationships, and log receives the sweeper's failures.
 func NewReferrals(db *tenants.DB, outbox *tenants.Outbox, permissions Permissions, directory Directory,
 	now func() time.Time, log *slog.Logger) *Referrals {
 	return &Referrals{db: db, outbox: outbox, permissions: permissions, directory: directory, now: now, log: log}
@@ -141,7 +141,7 @@ func (s *Referrals) validate(ctx context.Context, clinicID uuid.UUID, actor Acto
 		return identity.Identity{}, &InvalidError{Field: field, Message: "must name someone else: you cannot share records with yourself"}
 	}
 
-	// A member of this clinic reads what their role allows; a referral on
+	// A member of this clinic reads what their role allows. A referral on
 	// top would outlive a later change of that role.
 	member, err := s.permissions.Check(ctx, identity.ClinicNamespace, clinicID.String(), permissionMember, found.ID)
 	if err != nil {
@@ -161,7 +161,7 @@ const uniqueViolation = "23505"
 //
 // The referral, its entry in the sweeper's index, the audit event and the
 // outbox row of the relationship Pet:<petID>#referred_vets@<recipient>
-// commit together; the relationship reaches Keto after the commit, or
+// commit together. The relationship reaches Keto after the commit, or
 // through the outbox's reconciler if that write fails.
 func (s *Referrals) Share(ctx context.Context, clinicID, petID uuid.UUID, actor Actor, in NewReferral) (Referral, error) {
 	now := s.now()

@@ -30,7 +30,8 @@ func (f *fixture) sharedPet(t *testing.T) sharedPet {
 	return sharedPet{clinic: clinic, vet: vet, pet: f.newPet(t, clinic, pet.Actor{IdentityID: owner})}
 }
 
-// openExpiries counts the sweeper's index rows; the table has no tenant.
+// openExpiries counts the sweeper's index rows, across clinics because the
+// table has no tenant.
 func (f *fixture) openExpiries(t *testing.T) int {
 	t.Helper()
 	var n int

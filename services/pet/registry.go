@@ -71,7 +71,7 @@ type NewPet struct {
 	DateOfBirth time.Time
 }
 
-// Change is an edit of a pet's profile; a nil field stays as it is.
+// Change is an edit of a pet's profile. A nil field stays as it is.
 type Change struct {
 	Name        *string
 	Species     *string
@@ -313,7 +313,7 @@ func (r *Registry) Get(ctx context.Context, clinicID, petID uuid.UUID) (Pet, err
 // to 1…MaxListLimit.
 //
 // NOTE: there is no paging past the first MaxListLimit pets and no search by
-// name; a keyset cursor on (name, id) would add paging.
+// name. A keyset cursor on (name, id) would add paging.
 func (r *Registry) List(ctx context.Context, clinicID uuid.UUID, q Query) ([]Pet, error) {
 	limit := min(max(q.Limit, 1), MaxListLimit)
 	var parent any

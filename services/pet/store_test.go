@@ -19,11 +19,11 @@ func TestRegistryCreateGetUpdate(t *testing.T) {
 	owner := pet.Actor{IdentityID: uuid.New()}
 	clinic := f.newClinic(t, owner.IdentityID)
 
-	parent, err := f.registry.CreateParent(ctx, clinic, owner, pet.NewParent{Name: "  Zoya Menon ", Phone: "+919812345678", Email: "Zoya@Example.com"})
+	parent, err := f.registry.CreateParent(ctx, clinic, owner, pet.NewParent{Name: "  Zoya Menon ", Phone: "+919812345678", Email: "Zoya@VetVault.test"})
 	if err != nil {
 		t.Fatalf("CreateParent: %v", err)
 	}
-	if parent.Name != "Zoya Menon" || parent.Email != "zoya@example.com" {
+	if parent.Name != "Zoya Menon" || parent.Email != "zoya@vetvault.test" {
 		t.Errorf("parent = %q <%s>, want the trimmed name and the lower-case email", parent.Name, parent.Email)
 	}
 	born := time.Date(2021, 3, 14, 0, 0, 0, 0, time.UTC)
@@ -96,7 +96,7 @@ func TestRegistryRejectsBadInput(t *testing.T) {
 		{"blank name", pet.NewParent{Name: " ", Phone: "+919812345678"}, "name"},
 		{"phone without plus", pet.NewParent{Name: "A", Phone: "919812345678"}, "phone"},
 		{"phone not a number", pet.NewParent{Name: "A", Phone: "+910000000000"}, "phone"},
-		{"email with a display name", pet.NewParent{Name: "A", Phone: "+919812345678", Email: "Zoya <z@example.com>"}, "email"},
+		{"email with a display name", pet.NewParent{Name: "A", Phone: "+919812345678", Email: "Zoya <z@vetvault.test>"}, "email"},
 	}
 	for _, tt := range parents {
 		t.Run(tt.name, func(t *testing.T) {

@@ -14,14 +14,14 @@ import (
 )
 
 // sweepBatch bounds how many expired referrals one SweepOnce ends, so one
-// run stays short; the next run takes the rest.
+// run stays short. The next run takes the rest.
 const sweepBatch = 200
 
 // SweepOnce ends every open referral whose expiry has passed, up to
 // sweepBatch of them: it deletes the Keto relationship, marks the referral
 // expired and audits it, one clinic transaction per referral. It returns
 // how many it ended. A referral that fails stays due and is retried on the
-// next run; the failures are returned together.
+// next run, and the failures are returned together.
 //
 // Referrals are found through referral_expiries, a platform table of ids
 // and times, because the runtime role reads one clinic per transaction.
@@ -79,7 +79,7 @@ func (s *Referrals) expire(ctx context.Context, clinicID, referralID uuid.UUID) 
 		}
 
 		sweptAt := s.now()
-		// The index copies the row's expiry, which never changes; trusting
+		// The index copies the row's expiry, which never changes. Trusting
 		// the row guards against ending a referral early if they disagree.
 		if referral.ExpiresAt.After(sweptAt) {
 			return nil

@@ -160,7 +160,7 @@ func (s *Service) Delete(ctx context.Context, clinicID uuid.UUID, actor Actor, r
 				return err
 			}
 		}
-		// Rows of deactivated members go too; their relationships were
+		// Rows of deactivated members go too. Their relationships were
 		// deleted when they were deactivated.
 		if _, err := tx.Exec(ctx, `DELETE FROM memberships WHERE tenant_id = $1 AND custom_role_id = $2`, clinicID, roleID); err != nil {
 			return fmt.Errorf("delete deactivated custom role memberships: %w", err)

@@ -24,7 +24,7 @@ var (
 	ErrRoleNotFound   = errors.New("custom role not found in this clinic")
 	ErrMemberNotFound = errors.New("member not found in this clinic: only active members can be given roles, so invite new people first")
 	ErrGrantNotFound  = errors.New("the member does not hold this role here")
-	ErrAlreadyGranted = errors.New("the member already holds this role here")
+	ErrAlreadyGranted = errors.New("the member already has this role here")
 	ErrOwnersOnly     = errors.New("only an owner may grant or revoke the owner role")
 	ErrLastOwner      = errors.New("the last owner of a clinic cannot lose the owner role: make someone else owner first")
 	ErrOnlyRole       = errors.New("this is the member's only role in the clinic: grant another role first, or remove them from the clinic")
@@ -59,7 +59,8 @@ type BuiltIn struct {
 	// the whole clinic.
 	Permissions []string
 	// BranchPermissions are those it holds on one branch when granted
-	// there; nil for owner, which is granted for the whole clinic only.
+	// there. They are nil for owner, which is granted for the whole clinic
+	// only.
 	BranchPermissions []string
 }
 
@@ -155,7 +156,7 @@ type Definition struct {
 	Permissions []string
 }
 
-// Edit changes a custom role; a nil field stays as it is.
+// Edit is a change to a custom role. A nil field stays as it is.
 type Edit struct {
 	Name        *string
 	Permissions []string
@@ -176,7 +177,7 @@ type Service struct {
 	now    func() time.Time
 }
 
-// NewService returns the role service; changes reach Keto through outbox.
+// NewService returns the role service. Changes reach Keto through outbox.
 func NewService(db *tenants.DB, outbox *tenants.Outbox, now func() time.Time) *Service {
 	return &Service{db: db, outbox: outbox, now: now}
 }
@@ -200,7 +201,7 @@ func (a Assignment) validate() (tenants.Grant, error) {
 		return tenants.Grant{}, &InvalidError{Field: "role", Message: err.Error()}
 	}
 	if role == identity.RoleOwner && a.BranchID != uuid.Nil {
-		return tenants.Grant{}, &InvalidError{Field: "branch_id", Message: "an owner holds the whole clinic: omit branch_id"}
+		return tenants.Grant{}, &InvalidError{Field: "branch_id", Message: "an owner is granted for the whole clinic: omit branch_id"}
 	}
 	return tenants.Grant{Role: role, BranchID: a.BranchID}, nil
 }

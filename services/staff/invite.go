@@ -51,7 +51,7 @@ func (in Invite) validate() (string, identity.Role, error) {
 		return "", "", &InvalidInviteError{Field: "role", Message: err.Error()}
 	}
 	if role == identity.RoleOwner && in.BranchID != uuid.Nil {
-		return "", "", &InvalidInviteError{Field: "branch_id", Message: "an owner holds the whole clinic: omit branch_id"}
+		return "", "", &InvalidInviteError{Field: "branch_id", Message: "an owner is granted for the whole clinic: omit branch_id"}
 	}
 	return identity.NormaliseEmail(address.Address), role, nil
 }
