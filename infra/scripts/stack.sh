@@ -389,7 +389,7 @@ ensure_server() {
 }
 
 # Prints a short hash of the files that configure server NAME, so a server
-# started from an older configuration can be told apart and restarted.
+# started from an older configuration can be recognised and restarted.
 config_hash() {
   local files
   case $1 in
@@ -466,7 +466,7 @@ cmd_services() {
   ensure_server mailpit start_mailpit http_ok http://127.0.0.1:8025/readyz
   ensure_server stripe-mock start_stripe_mock http_answers http://127.0.0.1:12111/
   # On its admin port, Kratos v1.3.1 redirects /health/ready to
-  # /admin/health/ready whatever its state, so only the target tells.
+  # /admin/health/ready whatever its state, so only the target shows readiness.
   restart_if_config_changed kratos
   restart_if_config_changed keto
   ensure_server kratos start_kratos http_ok http://127.0.0.1:4434/admin/health/ready

@@ -12,8 +12,9 @@ import (
 	"vetvault/identity"
 )
 
-// Audience is who an operation serves. Every operation needs a session that
-// completed a second factor (AAL2); the audience then says whose.
+// Audience is the group of people an operation serves. Every operation needs
+// a session that completed a second factor (AAL2), and the audience names
+// whose session it must be.
 type Audience int
 
 // The audiences.
@@ -27,7 +28,7 @@ const (
 	AudienceAnyone
 )
 
-// Access is what an operation declares next to its registration: its
+// Access is the rule an operation declares next to its registration: its
 // audience, for clinic operations the Keto permission it needs and on which
 // object, and whether it is a privileged change that needs a recent sign-in.
 // The middleware refuses any operation that declares nothing.
@@ -64,7 +65,7 @@ func (a Access) object() Object {
 
 const accessKey = "vetvault.access"
 
-// enrolURL is where a session without a second factor is sent to add one;
+// enrolURL is where a session without a second factor is sent to add one.
 // stepUpURL is where a session too old for a privileged change signs in again.
 const (
 	enrolURL  = "/.ory/self-service/settings/browser"
@@ -158,8 +159,8 @@ func (h *handlers) authorize(api huma.API) func(huma.Context, func(huma.Context)
 
 // checkPermission returns 0 when the session holds the operation's
 // permission on its object. A caller with no role in the clinic of the path
-// gets 404, so a clinic's existence does not leak; a member whose roles lack
-// the permission gets 403; an unreachable or slow Keto gets 503. Every
+// gets 404, so a clinic's existence does not leak. A member whose roles lack
+// the permission gets 403, and an unreachable or slow Keto gets 503. Every
 // denial is written to the audit trail.
 func (h *handlers) checkPermission(ctx huma.Context, session identity.Session, access Access) (int, string) {
 	object := access.object()
@@ -194,7 +195,7 @@ func (h *handlers) checkPermission(ctx huma.Context, session identity.Session, a
 }
 
 // recordDenial writes a denied attempt to the audit trail: to the clinic's
-// own trail when the caller is a member, so its privacy review sees it, and
+// own trail when the caller is a member, so its privacy review includes it, and
 // to the platform's security events otherwise, because an outsider's probe
 // must not write into a clinic it cannot see. A failed write is logged and
 // does not change the response.

@@ -62,7 +62,7 @@ type Deps struct {
 	Records   RecordService
 	Referrals ReferralService
 	Log       *slog.Logger
-	// PrivilegedWindow is how recent a sign-in must be for an operation
+	// PrivilegedWindow is the maximum age of a sign-in for an operation
 	// that declares Recent, such as granting a role.
 	PrivilegedWindow time.Duration
 	Now              func() time.Time
@@ -134,7 +134,8 @@ func hideInternalErrors() {
 	})
 }
 
-// missingProperty is how Huma's validator words a missing required field.
+// missingProperty matches Huma's validation message for a missing required
+// field.
 var missingProperty = regexp.MustCompile(`^expected required property (\S+) to be present$`)
 
 // clientDetails rewrites Huma's validation details for clients: a missing

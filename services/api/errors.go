@@ -14,7 +14,7 @@ import (
 	"vetvault/tenants"
 )
 
-// problem maps an error from a service to the problem the client sees. Errors
+// problem maps an error from a service to the problem the client receives. Errors
 // it does not know are logged here, once, and become a 500 that quotes only
 // the request id.
 func (h *handlers) problem(ctx context.Context, operation string, err error) error {

@@ -18,7 +18,7 @@ var (
 	ErrBranchNotFound = errors.New("branch not found in this clinic")
 )
 
-// Status is where an appointment is in its day.
+// Status is the stage an appointment has reached in its day.
 type Status string
 
 // The appointment statuses. Only StatusBooked is set so far; check-in,

@@ -23,7 +23,7 @@ type config struct {
 	KratosAdminURL       string
 	KetoReadURL          string
 	KetoWriteURL         string
-	// PrivilegedWindow is how recent a sign-in must be for privileged
+	// PrivilegedWindow is the maximum age of a sign-in for privileged
 	// changes such as granting a role.
 	PrivilegedWindow time.Duration
 	// AppURL is the address browsers use, written into emails.

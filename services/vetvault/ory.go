@@ -38,7 +38,7 @@ func healthz(w http.ResponseWriter, _ *http.Request) {
 	_, _ = w.Write([]byte("ok\n"))
 }
 
-// readyz answers 200 only when PostgreSQL, Kratos and Keto all answer, so a
+// readyz responds 200 only when PostgreSQL, Kratos and Keto all respond, so a
 // load balancer sends no traffic to an instance that would deny everything.
 func readyz(log *slog.Logger, client *http.Client, db *tenants.DB, cfg config) http.Handler {
 	checks := []struct {
