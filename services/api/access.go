@@ -65,11 +65,14 @@ func (a Access) object() Object {
 
 const accessKey = "vetvault.access"
 
-// enrolURL is where a session without a second factor is sent to add one.
-// stepUpURL is where a session too old for a privileged change signs in again.
+// enrolURL is where a browser session without a second factor is sent to add
+// one, and enrolAPIURL where a client with a session token starts the same
+// settings flow. stepUpURL is where a session too old for a privileged change
+// signs in again.
 const (
-	enrolURL  = "/.ory/self-service/settings/browser"
-	stepUpURL = "/.ory/self-service/login/browser?refresh=true&aal=aal2"
+	enrolURL    = "/.ory/self-service/settings/browser"
+	enrolAPIURL = "/.ory/self-service/settings/api"
+	stepUpURL   = "/.ory/self-service/login/browser?refresh=true&aal=aal2"
 )
 
 // declare attaches the access rule to op.
@@ -125,8 +128,12 @@ func (h *handlers) authorize(api huma.API) func(huma.Context, func(huma.Context)
 		}
 
 		if session.AAL != identity.AAL2 {
-			ctx.SetHeader("Link", "<"+enrolURL+">; rel=\"enrol-second-factor\"")
-			h.writeProblem(api, ctx, http.StatusForbidden, fmt.Sprintf(msgSecondFactorNotEnrolled, enrolURL))
+			enrol := enrolURL
+			if creds.Token != "" {
+				enrol = enrolAPIURL
+			}
+			ctx.SetHeader("Link", "<"+enrol+">; rel=\"enrol-second-factor\"")
+			h.writeProblem(api, ctx, http.StatusForbidden, fmt.Sprintf(msgSecondFactorNotEnrolled, enrol))
 			return
 		}
 		switch {
