@@ -358,3 +358,11 @@ func (p *Permissions) Relationships(ctx context.Context, namespace, object strin
 	}
 	return found, fmt.Errorf("list relationships of %s:%s: more than %d pages", namespace, object, maxListPages)
 }
+
+// ParentClinic returns the clinic that a branch or pet belongs to, as its
+// "clinic" relationship in Keto names it, or uuid.Nil when Keto has none.
+func (p *Permissions) ParentClinic(ctx context.Context, namespace string, object uuid.UUID) (uuid.UUID, error) {
+	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
+	defer cancel()
+	return p.parentClinic(ctx, Relationship{Namespace: namespace, Object: object.String(), Relation: "clinic"})
+}

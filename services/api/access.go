@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/google/uuid"
@@ -197,6 +198,18 @@ func (h *handlers) checkPermission(ctx huma.Context, session identity.Session, a
 	h.recordDenial(ctx, session, access, object, objectID, clinicID, member)
 	if !member {
 		return http.StatusNotFound, msgClinicNotFound
+	}
+	if object != ObjectClinic {
+		// A branch or pet that is not this clinic's (or does not exist) is
+		// not found, rather than forbidden, even to a member.
+		parent, err := h.deps.Permissions.ParentClinic(ctx.Context(), object.Namespace, objectID)
+		if err != nil {
+			h.log.ErrorContext(ctx.Context(), "parent clinic lookup failed", "err", err, "clinic_id", clinicID, "request_id", RequestIDFrom(ctx.Context()))
+			return http.StatusServiceUnavailable, msgPermissionsUnavailable
+		}
+		if parent != clinicID {
+			return http.StatusNotFound, fmt.Sprintf(msgObjectNotFound, strings.ToLower(object.Namespace))
+		}
 	}
 	return http.StatusForbidden, fmt.Sprintf(msgPermissionDenied, access.Permission)
 }

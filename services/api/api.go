@@ -30,6 +30,7 @@ type SessionVerifier interface {
 type PermissionChecker interface {
 	Check(ctx context.Context, namespace, object, permission string, subject uuid.UUID) (bool, error)
 	ClinicRoles(ctx context.Context, identityID uuid.UUID) ([]identity.ClinicRole, error)
+	ParentClinic(ctx context.Context, namespace string, object uuid.UUID) (uuid.UUID, error)
 }
 
 // ClinicService creates and reads clinics.

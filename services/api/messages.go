@@ -13,6 +13,7 @@ const (
 	msgSessionsUnavailable     = "sign-in service unavailable: try again shortly"
 	msgPermissionsUnavailable  = "permission service unavailable: request denied, try again shortly"
 	msgClinicNotFound          = "clinic not found"
+	msgObjectNotFound          = "%s not found in this clinic"
 	msgPermissionDenied        = "your role in this clinic does not allow %s"
 	msgAppointmentNotFound     = "appointment not found"
 	msgBranchNotFound          = "branch not found in this clinic"
