@@ -47,16 +47,16 @@ func writeTooManyRequests(w http.ResponseWriter, scope string, retryAfter time.D
 // account exists, because identifiers are counted whether or not an
 // identity has them.
 func rateLimitedDetail(scope string, retryAfter time.Duration) string {
-	var what string
+	var limited string
 	switch scope {
 	case scopeLoginIdentifier:
-		what = "Too many sign-in attempts for this account."
+		limited = "Too many sign-in attempts for this account."
 	case scopeLoginIP:
-		what = "Too many sign-in attempts from your network."
+		limited = "Too many sign-in attempts from your network."
 	default:
-		what = "Too many code attempts."
+		limited = "Too many code attempts."
 	}
-	return fmt.Sprintf("%s Try again in %s.", what, humanWait(retryAfter))
+	return fmt.Sprintf("%s Try again in %s.", limited, humanWait(retryAfter))
 }
 
 func humanWait(d time.Duration) string {

@@ -222,10 +222,10 @@ class Branch implements Namespace {
   }
 }
 
-// A patient of a clinic. Its records inherit the clinic's permissions; a
+// A patient of a clinic. Its records inherit the clinic's permissions. A
 // referral shares the records of this one pet with a veterinarian of another
-// clinic until the granting vet's expiry, when VetVault deletes the
-// relationship.
+// clinic until the expiry the granting vet sets, and then VetVault deletes
+// the relationship.
 class Pet implements Namespace {
   related: {
     clinic: Clinic[]

@@ -214,11 +214,11 @@ func (h *handlers) checkPermission(ctx huma.Context, session identity.Session, a
 	return http.StatusForbidden, fmt.Sprintf(msgPermissionDenied, access.Permission)
 }
 
-// recordDenial writes a denied attempt to the audit trail: to the clinic's
-// own trail when the caller is a member, so its privacy review includes it, and
-// to the platform's security events otherwise, because an outsider's probe
-// must not write into a clinic it cannot see. A failed write is logged and
-// does not change the response.
+// recordDenial writes a denied attempt to the audit trail. A member's denial
+// goes to the clinic's own trail, so its privacy review includes it. An
+// outsider's probe goes to the platform's security events, because it must
+// not write into a clinic it cannot see. A failed write is logged and does
+// not change the response.
 func (h *handlers) recordDenial(ctx huma.Context, session identity.Session, access Access, object Object, objectID, clinicID uuid.UUID, member bool) {
 	if h.deps.Audit == nil {
 		return

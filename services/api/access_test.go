@@ -13,7 +13,7 @@ import (
 )
 
 // TestEveryOperationDeclaresAccess fails the build of a new operation that
-// forgets its access rule: each one names an audience, and each one under a
+// lacks an access rule: each one names an audience, and each one under a
 // clinic names the Keto permission it needs.
 func TestEveryOperationDeclaresAccess(t *testing.T) {
 	document := api.New(http.NewServeMux(), api.Deps{Log: slog.New(slog.NewTextHandler(io.Discard, nil))}).OpenAPI()

@@ -8,7 +8,7 @@ import (
 )
 
 // TestForeignObjectsAreNotFound checks that a branch or pet id that is not
-// the clinic's, or does not exist, answers 404 even to the clinic's owner,
+// the clinic's, or does not exist, gets 404 even for the clinic's owner,
 // who holds every permission on the clinic's own objects.
 func TestForeignObjectsAreNotFound(t *testing.T) {
 	s := newTestServer(t)

@@ -111,7 +111,7 @@ func TestPetsBaselineEndToEnd(t *testing.T) {
 
 	tests := []struct {
 		name       string
-		who        caller
+		caller     caller
 		method     string
 		path       string
 		body       any
@@ -151,7 +151,7 @@ func TestPetsBaselineEndToEnd(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := s.petsCall(tt.who, tt.method, tt.path, tt.body)
+			r := s.petsCall(tt.caller, tt.method, tt.path, tt.body)
 			if r.status != tt.wantStatus {
 				t.Errorf("status %d, want %d; body %s", r.status, tt.wantStatus, r.body)
 			}
@@ -383,7 +383,7 @@ func TestPetsBadInputWritesNothing(t *testing.T) {
 
 	tests := []struct {
 		name      string
-		who       caller
+		caller    caller
 		path      string
 		body      any
 		wantField string
@@ -417,7 +417,7 @@ func TestPetsBadInputWritesNothing(t *testing.T) {
 			if tt.path == petPath {
 				method = http.MethodPatch
 			}
-			r := s.petsCall(tt.who, method, tt.path, tt.body)
+			r := s.petsCall(tt.caller, method, tt.path, tt.body)
 			if r.status != http.StatusUnprocessableEntity {
 				t.Fatalf("status %d, want 422; body %s", r.status, r.body)
 			}
